@@ -1,4 +1,20 @@
 # Copyright (c) condseg-monai contributors
 # Licensed under the Apache License, Version 2.0
+"""Training-workflow pieces referenced from the bundle configs."""
 
 from __future__ import annotations
+
+from .inferers import ConsistencyInferer
+from .settings import TrainingSettings, check_training_settings
+from .stages import run_stages
+from .utils import encoder_param_groups, init_from_stage1, resume_checkpoint_path
+
+__all__ = [
+    "ConsistencyInferer",
+    "TrainingSettings",
+    "check_training_settings",
+    "encoder_param_groups",
+    "init_from_stage1",
+    "resume_checkpoint_path",
+    "run_stages",
+]

@@ -1,4 +1,22 @@
 # Copyright (c) condseg-monai contributors
 # Licensed under the Apache License, Version 2.0
+"""Ignite/MONAI handlers for ConDSeg training: atomic checkpoints, early stopping, scalars, previews."""
 
 from __future__ import annotations
+
+from .checkpoint import AtomicCheckpointSaver, AtomicDiskSaver, ResumeCheckpointLoader, atomic_torch_save
+from .early_stopping import EarlyStopping
+from .previews import SegmentationPreviewHandler
+from .progress import ProgressBar
+from .training_scalars import TrainingScalarsHandler
+
+__all__ = [
+    "AtomicCheckpointSaver",
+    "AtomicDiskSaver",
+    "EarlyStopping",
+    "ProgressBar",
+    "ResumeCheckpointLoader",
+    "SegmentationPreviewHandler",
+    "TrainingScalarsHandler",
+    "atomic_torch_save",
+]

@@ -1,0 +1,67 @@
+# Copyright (c) condseg-monai contributors
+# Licensed under the Apache License, Version 2.0
+"""Run ConDSeg's two training stages one after the other, each as its own MONAI ``ConfigWorkflow``."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from monai.bundle import ConfigWorkflow
+
+__all__ = ["run_stages"]
+
+logger = logging.getLogger(__name__)
+
+
+def run_stages(
+    base_config: str | os.PathLike,
+    stage_configs: Sequence[str | os.PathLike],
+    meta_file: str | os.PathLike | None = None,
+    logging_file: str | os.PathLike | None = None,
+    shared: Mapping[str, Any] | None = None,
+    per_stage: Sequence[Mapping[str, Any] | None] | None = None,
+) -> list[str]:
+    """Run ``[base_config, stage_config]`` workflows in order (Stage 1 then Stage 2).
+
+    Each stage is a complete, independent MONAI bundle run (``initialize``, ``run``, ``finalize``), exactly as
+    ``python -m monai.bundle run --config_file "['<base>', '<stage>']"`` would do; Stage 2 finds Stage 1's
+    best checkpoint where Stage 1 wrote it because both receive the same ``output_dir``.
+
+    Args:
+        base_config: the shared definition (``bundle/configs/train.json``).
+        stage_configs: the thin stage overrides, in the order to run them.
+        meta_file: the bundle's ``metadata.json``.
+        logging_file: optional logging config for the stage workflows.
+        shared: settings passed to every stage (``None`` values are dropped so stage defaults apply).
+        per_stage: optional settings per stage, same order as ``stage_configs`` (``None`` values dropped).
+
+    Returns:
+        the best-checkpoint path of each stage, as reported by the stage's ``ckpt_dir``.
+    """
+    per_stage = list(per_stage or [None] * len(stage_configs))
+    if len(per_stage) != len(stage_configs):
+        raise ValueError(f"per_stage has {len(per_stage)} entries for {len(stage_configs)} stage configs.")
+    checkpoints = []
+    for i, (stage_config, extra) in enumerate(zip(stage_configs, per_stage), start=1):
+        for path in (base_config, stage_config):
+            if not os.path.isfile(path):
+                raise FileNotFoundError(f"config file not found: {os.fspath(path)!r}")
+        override = {k: v for k, v in {**(shared or {}), **(extra or {})}.items() if v is not None}
+        logger.info(f"=== stage {i}/{len(stage_configs)}: {os.fspath(stage_config)} ===")
+        workflow = ConfigWorkflow(
+            config_file=[os.fspath(base_config), os.fspath(stage_config)],
+            meta_file=None if meta_file is None else os.fspath(meta_file),
+            logging_file=None if logging_file is None else os.fspath(logging_file),
+            workflow_type="train",
+            **override,
+        )
+        workflow.initialize()
+        workflow.run()
+        workflow.finalize()
+        checkpoints.append(os.path.join(str(workflow.parser.get_parsed_content("ckpt_dir")), "model.pt"))
+    for i, path in enumerate(checkpoints, start=1):
+        logger.info(f"stage {i} best model: {path}")
+    return checkpoints

@@ -1,0 +1,68 @@
+# Copyright (c) condseg-monai contributors
+# Licensed under the Apache License, Version 2.0
+"""Small helpers the bundle configs call: optimizer parameter groups, Stage-1 hand-over, resume files."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+
+__all__ = ["encoder_param_groups", "init_from_stage1", "resume_checkpoint_path"]
+
+
+def encoder_param_groups(network: torch.nn.Module, lr: float, encoder_lr: float) -> list[dict[str, Any]]:
+    """Two Adam parameter groups: the encoder at ``encoder_lr`` and everything else at ``lr``.
+
+    A network without an ``encoder`` attribute gets one group at ``lr``; a Stage-1 network (encoder plus a
+    tiny head) trains as a whole at ``lr`` as in the paper, so its encoder is not split off either.
+
+    Returns:
+        a list usable as ``torch.optim.Adam(params=...)``; groups carry a ``name`` key.
+    """
+    module = getattr(network, "module", network)  # DistributedDataParallel
+    encoder = getattr(module, "encoder", None)
+    if encoder is None or type(module).__name__ == "ConDSegStage1":
+        return [{"params": [p for p in network.parameters() if p.requires_grad], "lr": lr, "name": "all"}]
+    enc_ids = {id(p) for p in encoder.parameters()}
+    enc = [p for p in module.parameters() if id(p) in enc_ids and p.requires_grad]
+    rest = [p for p in module.parameters() if id(p) not in enc_ids and p.requires_grad]
+    return [
+        {"params": enc, "lr": encoder_lr, "name": "encoder"},
+        {"params": rest, "lr": lr, "name": "decoder"},
+    ]
+
+
+def init_from_stage1(network: torch.nn.Module, checkpoint: str | os.PathLike | None, copy_buffers: bool = True):
+    """Initialise ConDSeg's encoder from a Stage-1 checkpoint (parameters and BatchNorm buffers).
+
+    Args:
+        network: the ConDSeg network.
+        checkpoint: path of the Stage-1 best model; ``None`` leaves the network unchanged.
+        copy_buffers: ``False`` reproduces the official code, which copies parameters only.
+
+    Returns:
+        ``network``, so configs can write ``"$condseg_monai.engines.init_from_stage1(@network_def, ...)"``.
+    """
+    if checkpoint is not None:
+        from condseg_monai.networks import load_stage1_encoder
+
+        load_stage1_encoder(network, os.fspath(checkpoint), copy_buffers=copy_buffers)
+    return network
+
+
+def resume_checkpoint_path(ckpt_dir: str | os.PathLike, resume: bool, filename: str = "latest.pt") -> str:
+    """Path of the latest full training state, checked when resuming.
+
+    Raises:
+        FileNotFoundError: ``resume`` is set but there is nothing to resume from.
+    """
+    path = os.path.join(os.fspath(ckpt_dir), filename)
+    if resume and not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"resume: no training state to resume from at {path!r} (setting `resume`); "
+            "run without --resume first, or point `ckpt_dir` at the interrupted run."
+        )
+    return path
+
