@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from ignite.engine import Engine
 from ignite.handlers.checkpoint import BaseSaveHandler
 from monai.handlers import CheckpointLoader, CheckpointSaver
@@ -78,7 +79,8 @@ class AtomicCheckpointSaver(CheckpointSaver):
     state" one well-known file that resuming can find, and ``engine_key``: when set, the engine the saver
     is attached to (and its AMP ``scaler``, if any) joins ``save_dict`` under that key, because a bundle
     config cannot reference the trainer from inside the trainer's own handler list without a reference
-    cycle. The saver also exposes ``state_dict()`` /
+    cycle. In a distributed run only rank 0 writes (the saver does not attach elsewhere), so configs need
+    no rank conditions for it. The saver also exposes ``state_dict()`` /
     ``load_state_dict()`` of its best-metric tracker, so a resumed run keeps comparing against the best
     score seen before the interruption instead of overwriting the best model with a worse one.
     """
@@ -99,6 +101,8 @@ class AtomicCheckpointSaver(CheckpointSaver):
                 checkpoint.save_handler = AtomicDiskSaver(self.save_dir, name)
 
     def attach(self, engine: Engine) -> None:
+        if dist.is_available() and dist.is_initialized() and dist.get_rank() != 0:
+            return
         _add_engine(self.save_dict, engine, self.engine_key)
         super().attach(engine)
 
