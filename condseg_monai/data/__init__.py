@@ -1,4 +1,40 @@
 # Copyright (c) condseg-monai contributors
 # Licensed under the Apache License, Version 2.0
+"""ConDSeg data: datalists, raw-dataset preparation, datalist validation, the demo dataset, PNG writer."""
 
 from __future__ import annotations
+
+from condseg_monai.data.checks import MAX_AMBIGUOUS_FRACTION, Problem, check_datalist, check_pair, validate_datalist
+from condseg_monai.data.datalist import (
+    SPLITS,
+    Datalist,
+    DatalistEntry,
+    DatasetSettings,
+    load_datalist,
+    read_datalist,
+    write_datalist,
+)
+from condseg_monai.data.demo import generate_demo_dataset, make_demo_pair
+from condseg_monai.data.image_writer import PILWriterHW
+from condseg_monai.data.prepare import DATASETS, PrepareError, prepare_datalist
+
+__all__ = [
+    "DATASETS",
+    "MAX_AMBIGUOUS_FRACTION",
+    "SPLITS",
+    "Datalist",
+    "DatalistEntry",
+    "DatasetSettings",
+    "PILWriterHW",
+    "PrepareError",
+    "Problem",
+    "check_datalist",
+    "check_pair",
+    "generate_demo_dataset",
+    "load_datalist",
+    "make_demo_pair",
+    "prepare_datalist",
+    "read_datalist",
+    "validate_datalist",
+    "write_datalist",
+]

@@ -1,0 +1,165 @@
+# Copyright (c) condseg-monai contributors
+# Licensed under the Apache License, Version 2.0
+"""Datalist files: MONAI decathlon-style JSON with ``training``/``validation``/``test`` lists of pairs.
+
+Example::
+
+    {
+      "name": "kvasir-seg", "seed": 0,
+      "training":   [{"image": "images/a.jpg", "label": "masks/a.jpg"}, ...],
+      "validation": [...],
+      "test":       [...]
+    }
+
+Relative paths are relative to the folder holding the JSON file, exactly as
+``monai.data.load_decathlon_datalist(path, data_list_key=split, base_dir=folder)`` resolves them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+__all__ = [
+    "SPLITS",
+    "Datalist",
+    "DatalistEntry",
+    "DatasetSettings",
+    "load_datalist",
+    "read_datalist",
+    "resolve_entry",
+    "write_datalist",
+]
+
+SPLITS: tuple[str, ...] = ("training", "validation", "test")
+
+
+class DatalistEntry(BaseModel):
+    """One image/mask pair (extra keys are kept, e.g. an ``id``)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    image: str = Field(min_length=1, description="image file, absolute or relative to the datalist folder")
+    label: str = Field(min_length=1, description="mask file, absolute or relative to the datalist folder")
+
+
+class Datalist(BaseModel):
+    """A whole datalist file. Unknown top-level keys (e.g. decathlon ``labels``) are kept."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str | None = None
+    description: str | None = None
+    seed: int | None = None
+    training: list[DatalistEntry] = Field(default_factory=list)
+    validation: list[DatalistEntry] = Field(default_factory=list)
+    test: list[DatalistEntry] = Field(default_factory=list)
+
+    def split(self, name: str) -> list[DatalistEntry]:
+        """Entries of split ``name`` (one of :data:`SPLITS`)."""
+        if name not in SPLITS:
+            raise ValueError(f"unknown split {name!r}; expected one of {SPLITS}.")
+        return getattr(self, name)
+
+    def counts(self) -> dict[str, int]:
+        """Number of entries per split."""
+        return {s: len(self.split(s)) for s in SPLITS}
+
+
+class DatasetSettings(BaseModel):
+    """Settings of a dataset as a training workflow sees it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1)
+    datalist: str = Field(min_length=1, description="path to the datalist JSON")
+    image_size: tuple[int, int] = (256, 256)
+    seed: int = 0
+
+    @field_validator("image_size", mode="before")
+    @classmethod
+    def _square(cls, value: Any) -> Any:
+        return (value, value) if isinstance(value, int) else value
+
+    @field_validator("image_size")
+    @classmethod
+    def _positive(cls, value: tuple[int, int]) -> tuple[int, int]:
+        if min(value) < 1:
+            raise ValueError(f"image_size must be positive, got {value}.")
+        return value
+
+
+def read_datalist(path: str | Path) -> Datalist:
+    """Parse and validate a datalist file.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: the file is not valid JSON or does not match :class:`Datalist` (message names the file).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"datalist '{path}' does not exist.")
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"datalist '{path}' is not valid JSON: {e}") from e
+    if not isinstance(raw, dict):
+        raise ValueError(f"datalist '{path}' must hold a JSON object, got {type(raw).__name__}.")
+    try:
+        return Datalist.model_validate(raw)
+    except ValidationError as e:
+        details = "; ".join(
+            f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']}" for err in e.errors(include_url=False)
+        )
+        raise ValueError(f"datalist '{path}' is malformed: {details}") from e
+
+
+def resolve_entry(entry: DatalistEntry, base_dir: str | Path) -> dict[str, Any]:
+    """Return the entry as a dict with ``image``/``label`` made absolute against ``base_dir``."""
+    d = entry.model_dump()
+    for key in ("image", "label"):
+        d[key] = os.path.normpath(os.path.join(str(base_dir), d[key]))
+    return d
+
+
+def load_datalist(path: str | Path, split: str, required: bool = True) -> list[dict[str, Any]]:
+    """Load one split as MONAI data dicts with absolute paths (for ``Dataset(data=...)`` in configs).
+
+    Args:
+        path: datalist JSON.
+        split: ``"training"``, ``"validation"`` or ``"test"``.
+        required: raise if the split is empty.
+
+    Raises:
+        FileNotFoundError: missing datalist file.
+        ValueError: unknown split, malformed file, or empty split when ``required``.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}.")
+    path = Path(path)
+    entries = read_datalist(path).split(split)
+    if required and not entries:
+        raise ValueError(f"split {split!r} of datalist '{path}' is empty.")
+    base = path.resolve().parent
+    return [resolve_entry(e, base) for e in entries]
+
+
+def write_datalist(datalist: Datalist, path: str | Path) -> Path:
+    """Write ``datalist`` to ``path`` atomically (temporary file in the same folder + ``os.replace``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(datalist.model_dump(exclude_none=True), indent=2) + "\n"
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
