@@ -52,17 +52,17 @@ def init_from_stage1(network: torch.nn.Module, checkpoint: str | os.PathLike | N
     return network
 
 
-def resume_checkpoint_path(ckpt_dir: str | os.PathLike, resume: bool, filename: str = "latest.pt") -> str:
+def resume_checkpoint_path(resume_dir: str | os.PathLike, resume: bool, filename: str = "latest.pt") -> str:
     """Path of the latest full training state, checked when resuming.
 
     Raises:
         FileNotFoundError: ``resume`` is set but there is nothing to resume from.
     """
-    path = os.path.join(os.fspath(ckpt_dir), filename)
+    path = os.path.join(os.fspath(resume_dir), filename)
     if resume and not os.path.isfile(path):
         raise FileNotFoundError(
             f"resume: no training state to resume from at {path!r} (setting `resume`); "
-            "run without --resume first, or point `ckpt_dir` at the interrupted run."
+            "run without --resume first, or point `output_dir` at the interrupted run."
         )
     return path
 
