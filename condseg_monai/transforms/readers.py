@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 from monai.data import NibabelReader, PILReader
+from monai.data.image_reader import _copy_compatible_dict
 from monai.utils import SpaceKeys, ensure_tuple
 from PIL import Image
 
@@ -347,7 +348,9 @@ class NibabelRGBReader(NibabelReader):
             raise ValueError(f"{type(self).__name__} reads one file at a time, got {len(images)}.")
         path = str(images[0].get_filename())
         raw = _structured_rgb_to_array(np.asanyarray(images[0].dataobj))
-        header = self._get_meta_dict(images[0])
+        # drop header fields the DataLoader cannot collate (NIfTI stores some as byte strings)
+        header: dict = {}
+        _copy_compatible_dict(self._get_meta_dict(images[0]), header)
         header["affine"] = self._get_affine(images[0])
         header["original_affine"] = header["affine"].copy()
         header["as_closest_canonical"] = False

@@ -1,0 +1,59 @@
+# Copyright (c) condseg-monai contributors
+# Licensed under the Apache License, Version 2.0
+"""Inference, evaluation and robustness tools used by the MONAI bundle (``bundle/configs``)."""
+
+from __future__ import annotations
+
+from condseg_monai.inference.corruptions import CORRUPTIONS, CorruptImaged, corrupt, corruption_parameter
+from condseg_monai.inference.evaluation import RESOLUTIONS, EvaluationReport, score_case, summarize_cases
+from condseg_monai.inference.inferer import DEFAULT_TTA_FLIPS, ConDSegInferer
+from condseg_monai.inference.report import markdown_table, write_csv, write_json
+from condseg_monai.inference.robustness import CLEAN, robustness_conditions, robustness_table, run_robustness
+from condseg_monai.inference.transforms import (
+    PREDICTION_KINDS,
+    SaveOverlayd,
+    SavePredictiond,
+    SplitConDSegOutputd,
+    ToMONAIAxesd,
+    output_stem,
+)
+from condseg_monai.inference.utils import (
+    IMAGE_SUFFIXES,
+    is_image_file,
+    list_input_images,
+    load_model_weights,
+    require_file,
+    select_eval_split,
+)
+
+__all__ = [
+    "CLEAN",
+    "CORRUPTIONS",
+    "DEFAULT_TTA_FLIPS",
+    "IMAGE_SUFFIXES",
+    "PREDICTION_KINDS",
+    "RESOLUTIONS",
+    "ConDSegInferer",
+    "CorruptImaged",
+    "EvaluationReport",
+    "SaveOverlayd",
+    "SavePredictiond",
+    "SplitConDSegOutputd",
+    "ToMONAIAxesd",
+    "corrupt",
+    "corruption_parameter",
+    "is_image_file",
+    "list_input_images",
+    "load_model_weights",
+    "markdown_table",
+    "output_stem",
+    "require_file",
+    "robustness_conditions",
+    "robustness_table",
+    "run_robustness",
+    "score_case",
+    "select_eval_split",
+    "summarize_cases",
+    "write_csv",
+    "write_json",
+]

@@ -1,0 +1,117 @@
+# Copyright (c) condseg-monai contributors
+# Licensed under the Apache License, Version 2.0
+"""Tests for the evaluation report: hand-computed per-image metrics, CSV and JSON content."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from monai.data import MetaTensor
+from PIL import Image
+
+from condseg_monai.inference import EvaluationReport, score_case
+
+
+def _mask(rows: slice, cols: slice, shape: tuple[int, int] = (4, 4)) -> torch.Tensor:
+    m = torch.zeros(1, *shape)
+    m[0, rows, cols] = 1.0
+    return m
+
+
+def test_score_case_hand_computed() -> None:
+    # GT: 4 pixels (top-left 2x2); prediction: 6 pixels (top 2 rows, first 3 cols), 4 of them true positives.
+    gt = _mask(slice(0, 2), slice(0, 2))
+    pred = _mask(slice(0, 2), slice(0, 3)) * 0.9  # probabilities > 0.5
+    s = score_case(pred, gt)
+    assert s["iou"] == pytest.approx(4 / 6)
+    assert s["dice"] == pytest.approx(8 / 10)
+    assert s["recall"] == pytest.approx(1.0)
+    assert s["precision"] == pytest.approx(4 / 6)
+    p, r = 4 / 6, 1.0
+    assert s["f2"] == pytest.approx(5 * p * r / (4 * p + r))
+    assert s["accuracy"] == pytest.approx(14 / 16)
+    # the extra column lies at distance 1 from the GT boundary set; 95th percentile of [0,...,1] distances
+    assert 0.0 < s["hd95"] <= 1.0
+
+
+def test_score_case_empty_masks_follow_the_eps_conventions() -> None:
+    empty = torch.zeros(1, 4, 4)
+    both_empty = score_case(empty, empty)
+    assert all(both_empty[k] == pytest.approx(1.0) for k in ("iou", "dice", "recall", "precision", "f2", "accuracy"))
+    assert both_empty["hd95"] == 0.0
+    missed = score_case(empty, _mask(slice(0, 2), slice(0, 2)))
+    assert missed["iou"] == pytest.approx(0.0, abs=1e-12) and missed["recall"] == pytest.approx(0.0, abs=1e-12)
+    assert missed["precision"] == pytest.approx(1.0)  # empty prediction -> precision 1 (official eps behaviour)
+    assert math.isnan(missed["hd95"])
+
+
+def test_threshold_is_strict_and_soft_labels_are_thresholded() -> None:
+    pred = torch.full((1, 2, 2), 0.5)  # exactly 0.5 is background (official "> 0.5")
+    label = torch.tensor([[[0.5, 0.6], [0.0, 0.0]]])  # soft label: only 0.6 is foreground
+    s = score_case(pred, label)
+    assert s["recall"] == pytest.approx(0.0, abs=1e-12)
+    assert s["accuracy"] == pytest.approx(3 / 4)
+    with pytest.raises(ValueError, match="sizes differ"):
+        score_case(torch.zeros(1, 2, 2), torch.zeros(1, 2, 3))
+
+
+def _meta(t: torch.Tensor, name: str) -> MetaTensor:
+    return MetaTensor(t, meta={"filename_or_obj": name})
+
+
+def test_report_files_and_original_label_read_from_disk(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    # original mask 6x8 on disk; the "resized" versions are given directly
+    orig = np.zeros((6, 8), np.uint8)
+    orig[1:3, 2:6] = 255
+    mask_file = tmp_path / "case_mask.png"
+    Image.fromarray(orig).save(mask_file)
+    gt_small = _mask(slice(0, 2), slice(0, 2))
+    items = [
+        {
+            "image": _meta(torch.zeros(3, 4, 4), str(tmp_path / "case.png")),
+            "label": _meta(gt_small, str(mask_file)),
+            "pred": gt_small * 0.8,  # perfect at the model resolution
+            "pred_original": torch.from_numpy(orig[None] / 255.0 * 0.7).float(),  # perfect at full size
+        },
+        {
+            "image": _meta(torch.zeros(3, 4, 4), str(tmp_path / "empty.png")),
+            "label": _meta(gt_small, str(mask_file)),
+            "pred": torch.zeros(1, 4, 4),  # missed
+            "pred_original": torch.zeros(1, 6, 8),
+            "label_original": torch.from_numpy(orig[None] / 255.0).float(),
+        },
+    ]
+    report = EvaluationReport(output_dir=tmp_path / "out", split="validation", image_size=4)
+    for item in items:
+        report.add_case(item)
+    report.epoch_completed()
+
+    summary = json.loads((tmp_path / "out" / "evaluation_summary.json").read_text())
+    assert summary["split"] == "validation" and summary["num_images"] == 2 and summary["image_size"] == [4, 4]
+    for res in ("resized", "original"):
+        block = summary["metrics"][res]
+        assert block["iou"] == pytest.approx(0.5)
+        assert block["precision"] == pytest.approx(1.0)
+        assert block["hd95"] == pytest.approx(0.0)  # NaN of the missed case excluded
+        assert block["hd95_undefined"] == 1
+    with (tmp_path / "out" / "evaluation_per_image.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [Path(r["image"]).name for r in rows] == ["case.png", "empty.png"]
+    assert rows[0]["height"] == "6" and rows[0]["width"] == "8"
+    assert float(rows[0]["iou_original"]) == pytest.approx(1.0)
+    assert rows[1]["hd95_resized"] == "nan"
+    printed = capsys.readouterr().out
+    assert "| 4x4 | 50.00 | 50.00 |" in printed and "| original |" in printed
+    assert (tmp_path / "out" / "evaluation_summary.md").read_text().count("\n|---") == 1
+
+
+def test_report_without_rows_writes_nothing(tmp_path: Path) -> None:
+    report = EvaluationReport(output_dir=tmp_path / "none")
+    report.epoch_completed()
+    assert not (tmp_path / "none").exists()

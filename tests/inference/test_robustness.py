@@ -1,0 +1,75 @@
+# Copyright (c) condseg-monai contributors
+# Licensed under the Apache License, Version 2.0
+"""Tests for run_robustness with a hand-analysable "red detector" network."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from condseg_monai.inference import ConDSegInferer, robustness_conditions, run_robustness
+
+
+def _detector() -> nn.Module:
+    """Conv 1x1: logit = 20 * red - 10, i.e. the predicted mask is exactly ``red > 0.5``."""
+    net = nn.Conv2d(3, 1, 1)
+    with torch.no_grad():
+        net.weight.copy_(torch.tensor([20.0, 0.0, 0.0]).reshape(1, 3, 1, 1))
+        net.bias.fill_(-10.0)
+    return net
+
+
+def _case(red_box: bool, label_box: bool) -> dict:
+    image, label = torch.zeros(3, 16, 16), torch.zeros(1, 16, 16)
+    if red_box:
+        image[0, 4:12, 4:12] = 1.0
+    if label_box:
+        label[0, 4:12, 4:12] = 1.0
+    return {"image": image, "label": label}
+
+
+def test_conditions() -> None:
+    assert robustness_conditions(["blur"], [1, 3]) == [("clean", 0), ("blur", 1), ("blur", 3)]
+    assert len(robustness_conditions()) == 1 + 5 * 3
+    with pytest.raises(ValueError, match="unknown corruption"):
+        robustness_conditions(["fog"])
+    with pytest.raises(ValueError, match="severity"):
+        robustness_conditions(["blur"], [5])
+
+
+def test_run_robustness_drops_hand_computed(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    # perfect detection, empty/empty, and a missed lesion: clean mIoU = 2/3
+    data = [_case(True, True), _case(False, False), _case(False, True)]
+    summary = run_robustness(
+        network=_detector(),
+        data=data,
+        preprocessing=lambda d: d,
+        inferer=ConDSegInferer(),
+        output_dir=tmp_path,
+        corruptions=["darken"],
+        severities=[1, 3],
+        batch_size=2,
+    )
+    rows = {(r["corruption"], r["severity"]): r for r in summary["conditions"]}
+    assert rows[("clean", 0)]["iou"] == pytest.approx(2 / 3)
+    assert rows[("darken", 1)]["drop_iou"] == pytest.approx(0.0)  # red 1.0 -> 0.7, still > 0.5
+    assert rows[("darken", 3)]["iou"] == pytest.approx(1 / 3)  # red 0.3: the lesion is lost
+    assert rows[("darken", 3)]["drop_iou"] == pytest.approx(-1 / 3)
+    assert rows[("darken", 3)]["parameter"] == "factor=0.3"
+    with (tmp_path / "robustness_per_image.csv").open() as f:
+        assert len(list(csv.DictReader(f))) == 3 * 3
+    with (tmp_path / "robustness.csv").open() as f:
+        table = list(csv.DictReader(f))
+    assert [r["corruption"] for r in table] == ["clean", "darken", "darken"]
+    assert json.loads((tmp_path / "robustness.json").read_text())["num_images"] == 3
+    assert "| darken s3 | factor=0.3 | 33.33 | -33.33 |" in capsys.readouterr().out
+
+
+def test_run_robustness_rejects_empty_data(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="data is empty"):
+        run_robustness(_detector(), [], lambda d: d, ConDSegInferer(), tmp_path)
