@@ -11,6 +11,7 @@ help:
 	@echo "make demo   - train Stage 1 + Stage 2 on the built-in demo data and run inference (CPU, minutes)"
 	@echo "make test   - ruff + pytest (creates $(VENV) if missing)"
 	@echo "make bench  - speed / memory benchmark (results go to docs/benchmarks.md by hand)"
+	@echo "make label-test - MONAI Label 0.8.5 contract test against a real server (own env, ~5 min cold build)"
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,8 +27,28 @@ lint: venv
 test: lint
 	$(PY) -m pytest -q
 
+BUNDLE_RUN := $(PY) -m monai.bundle run
+META := --meta_file bundle/configs/metadata.json
+
+# The main job: both training stages on the built-in demo data (no --datalist), then inference on the demo
+# test images and the paper's metrics on them. Every step is the documented `monai.bundle` command.
 demo: venv
-	$(PY) -m condseg_monai.demo --out $(RUN_DIR)
+	$(BUNDLE_RUN) training $(META) --config_file "['bundle/configs/train.json','configs/training.json']" \
+		--output_dir $(RUN_DIR)
+	$(BUNDLE_RUN) inference $(META) --config_file bundle/configs/inference.json \
+		--ckpt_path $(RUN_DIR)/stage2/model.pt --image_size 64 --output_dir $(RUN_DIR)/predictions \
+		--datalist "\$$condseg_monai.data.load_datalist('$(RUN_DIR)/demo_data/datalist.json', 'test')" \
+		--save_overlay true --save_uncertainty true --save_probability true
+	$(BUNDLE_RUN) evaluating $(META) --config_file "['bundle/configs/train.json','bundle/configs/evaluate.json']" \
+		--datalist $(RUN_DIR)/demo_data/datalist.json --ckpt_path $(RUN_DIR)/stage2/model.pt \
+		--image_size 64 --output_dir $(RUN_DIR)/evaluation
+	@echo ""
+	@echo "Demo finished."
+	@echo "  model (Stage 2, best val mIoU): $(RUN_DIR)/stage2/model.pt   (Stage 1: $(RUN_DIR)/stage1/model.pt)"
+	@echo "  TensorBoard logs:               $(VENV)/bin/tensorboard --logdir $(RUN_DIR)"
+	@echo "  training pictures:              $(RUN_DIR)/stage1/previews/ $(RUN_DIR)/stage2/previews/"
+	@echo "  predictions and overlays:       $(RUN_DIR)/predictions/"
+	@echo "  test metrics:                   $(RUN_DIR)/evaluation/"
 
 bench: venv
 	$(PY) bench/speed.py
