@@ -1,0 +1,230 @@
+# Copyright (c) condseg-monai contributors
+# Licensed under the Apache License, Version 2.0
+"""Speed / memory / FLOPs benchmark of the ConDSeg networks.
+
+Measures, at ``--size`` x ``--size``: inference latency at batch 1 and 8 (eval, ``torch.inference_mode``), one
+training step at batch 4 (train-mode forward, BCE-with-logits on all four outputs, backward, Adam step), peak
+memory, parameter count and FLOPs (``torch.utils.flop_counter.FlopCounterMode``, 2 FLOPs per multiply-add).
+
+On CPU every measurement runs in a fresh subprocess and reports its peak resident set size
+(``resource.getrusage(RUSAGE_SELF).ru_maxrss``); a "baseline" subprocess (imports + model, no forward) gives the
+fixed part. On CUDA the peak is ``torch.cuda.max_memory_allocated``.
+
+Usage::
+
+    python bench/speed.py [--device cpu|cuda] [--size 256] [--repeats 3] [--out FILE.json] [--channels-last]
+                          [--model condseg|stage1|reference] [--threads N]
+
+``--model reference`` benchmarks the test-suite re-implementation of the *official* model
+(``tests/networks/official_reference.py``: unfold/fold CDFA, sigmoids, auxiliary head always computed) on the same
+machine, for a like-for-like comparison.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+__all__ = ["main"]
+
+ROOT = Path(__file__).resolve().parents[1]
+MEASUREMENTS = ("baseline", "infer_b1", "infer_b8", "train_b4")
+
+
+def build_model(name: str) -> nn.Module:
+    if name == "condseg":
+        from condseg_monai.networks import ConDSeg
+
+        return ConDSeg()
+    if name == "stage1":
+        from condseg_monai.networks import ConDSegStage1
+
+        return ConDSegStage1()
+    if name == "reference":
+        sys.path.insert(0, str(ROOT / "tests" / "networks"))
+        from official_reference import OfficialConDSeg
+
+        return OfficialConDSeg()
+    raise ValueError(f"unknown --model {name!r}")
+
+
+def _outputs(out: torch.Tensor | tuple[torch.Tensor, ...]) -> list[torch.Tensor]:
+    if isinstance(out, torch.Tensor):
+        return [out] if out.dim() == 4 else list(out.unbind(1))
+    return list(out)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _peak_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**20
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return rss / (2**20 if sys.platform == "darwin" else 2**10)
+
+
+def run_worker(args: argparse.Namespace) -> dict:
+    """One measurement in this process; returns seconds per iteration (median) and peak memory."""
+    device = torch.device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    fmt = torch.channels_last if args.channels_last else torch.contiguous_format
+    model = build_model(args.model).to(device, memory_format=fmt)
+    result: dict = {"measurement": args.worker}
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    if args.worker == "baseline":
+        result["peak_mb"] = _peak_mb(device)
+        return result
+
+    times = []
+    if args.worker.startswith("infer"):
+        batch = 1 if args.worker == "infer_b1" else 8
+        x = torch.rand(batch, 3, args.size, args.size, device=device).to(memory_format=fmt)
+        model.eval()
+        with torch.inference_mode():
+            for i in range(args.warmup + args.repeats):
+                _sync(device)
+                t0 = time.perf_counter()
+                model(x)
+                _sync(device)
+                if i >= args.warmup:
+                    times.append(time.perf_counter() - t0)
+    else:
+        batch = 4
+        x = torch.rand(batch, 3, args.size, args.size, device=device).to(memory_format=fmt)
+        y = (torch.rand(batch, 1, args.size, args.size, device=device) > 0.5).float()
+        model.train()
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+        # the reference returns probabilities: compare like with like using the matching BCE
+        if args.model == "reference":
+            loss_fn = nn.functional.binary_cross_entropy
+        else:
+            loss_fn = nn.functional.binary_cross_entropy_with_logits
+        for i in range(args.warmup + args.repeats):
+            _sync(device)
+            t0 = time.perf_counter()
+            optimizer.zero_grad(set_to_none=True)
+            loss = sum(loss_fn(o, y) for o in _outputs(model(x)))
+            loss.backward()
+            optimizer.step()
+            _sync(device)
+            if i >= args.warmup:
+                times.append(time.perf_counter() - t0)
+    result.update(batch=batch, seconds=statistics.median(times), all_seconds=times, peak_mb=_peak_mb(device))
+    result["seconds_per_image"] = result["seconds"] / batch
+    return result
+
+
+def count_flops(model: nn.Module, size: int, train: bool) -> float:
+    """GFLOPs of one forward pass at batch 1 (train mode includes the auxiliary head)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model.train(train)
+    x = torch.rand(1, 3, size, size)
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model(x)
+    return counter.get_total_flops() / 1e9
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=None, help="write the results as JSON")
+    parser.add_argument("--channels-last", action="store_true", help="channels_last memory format")
+    parser.add_argument("--model", default="condseg", choices=["condseg", "stage1", "reference"])
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
+    parser.add_argument("--only", nargs="*", default=list(MEASUREMENTS), choices=MEASUREMENTS)
+    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.worker:  # child process: one measurement, JSON on the last stdout line
+        print(json.dumps(run_worker(args)))
+        return {}
+
+    model = build_model(args.model)
+    info = {
+        "model": args.model,
+        "device": args.device,
+        "size": args.size,
+        "repeats": args.repeats,
+        "channels_last": args.channels_last,
+        "threads": args.threads or torch.get_num_threads(),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "gflops_inference_b1": count_flops(model, args.size, train=False),
+        "gflops_train_forward_b1": count_flops(model, args.size, train=True),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+        "command": "python bench/speed.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "results": {},
+    }
+    del model
+    try:
+        import monai
+
+        info["monai"] = monai.__version__
+    except ImportError:  # pragma: no cover
+        pass
+
+    base = [sys.executable, str(Path(__file__).resolve()), "--device", args.device, "--size", str(args.size)]
+    base += ["--repeats", str(args.repeats), "--warmup", str(args.warmup), "--model", args.model]
+    base += ["--threads", str(args.threads)] + (["--channels-last"] if args.channels_last else [])
+    for name in args.only:
+        proc = subprocess.run([*base, "--worker", name], capture_output=True, text=True, cwd=ROOT, check=False)
+        if proc.returncode != 0:
+            raise RuntimeError(f"measurement {name} failed:\n{proc.stderr[-3000:]}")
+        info["results"][name] = json.loads(proc.stdout.strip().splitlines()[-1])
+        print(f"done: {name}", file=sys.stderr)
+
+    print(format_table(info))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(info, indent=2))
+    return info
+
+
+def format_table(info: dict) -> str:
+    res = info["results"]
+    rows = [
+        "| metric | value |",
+        "|---|---|",
+        f"| parameters | {info['parameters']:,} |",
+        f"| GFLOPs / image, inference (batch 1) | {info['gflops_inference_b1']:.1f} |",
+        f"| GFLOPs / image, training forward (batch 1) | {info['gflops_train_forward_b1']:.1f} |",
+    ]
+    labels = {
+        "infer_b1": "inference, batch 1",
+        "infer_b8": "inference, batch 8",
+        "train_b4": "training step, batch 4",
+    }
+    for key, label in labels.items():
+        if key in res:
+            r = res[key]
+            rows.append(f"| {label}: s / image (s / iteration) | {r['seconds_per_image']:.3f} ({r['seconds']:.3f}) |")
+            rows.append(f"| {label}: peak memory MB | {r['peak_mb']:.0f} |")
+    if "baseline" in res:
+        rows.append(f"| baseline (imports + model, no forward) peak memory MB | {res['baseline']['peak_mb']:.0f} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    main()
