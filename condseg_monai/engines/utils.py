@@ -65,4 +65,3 @@ def resume_checkpoint_path(resume_dir: str | os.PathLike, resume: bool, filename
             "run without --resume first, or point `output_dir` at the interrupted run."
         )
     return path
-
