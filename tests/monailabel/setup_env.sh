@@ -48,8 +48,9 @@ esac
 # `--isolated` ignores PIP_FIND_LINKS / pip.conf so that a local `torch+cpu` wheel is never chosen (see
 # requirements.txt); it also ignores PIP_CERT, so pass the certificate bundle on explicitly.
 PIP_ARGS=(--isolated --disable-pip-version-check --timeout 180)
-if [[ -n "${PIP_CERT:-}" && -f "${PIP_CERT}" ]]; then
-    PIP_ARGS+=(--cert "$PIP_CERT")
+CERT="${PIP_CERT:-/etc/ssl/certs/ca-certificates.crt}"
+if [[ -f "$CERT" ]]; then
+    PIP_ARGS+=(--cert "$CERT")
 fi
 # shellcheck disable=SC2206  # word splitting of user-supplied extra args is intended
 [[ -n "${LABEL_PIP_ARGS:-}" ]] && PIP_ARGS+=(${LABEL_PIP_ARGS})
