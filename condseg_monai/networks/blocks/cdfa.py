@@ -69,13 +69,16 @@ def _shifted_multiply_add(value: torch.Tensor, weights: torch.Tensor, span: int)
 
     ``value``: ``(B, heads, d, H, W)``; ``weights``: ``(B, heads, span**2, 1, H, W)``; zero padding outside.
     """
-    h, w = value.shape[-2], value.shape[-1]
     q = span // 2
-    value_p = F.pad(value, [q, q, q, q])
-    out = torch.zeros_like(value)
+    return _accumulate_shifts(F.pad(value, [q, q, q, q]), weights, span, value.shape[-2], value.shape[-1])
+
+
+def _accumulate_shifts(value_p: torch.Tensor, weights: torch.Tensor, span: int, h: int, w: int) -> torch.Tensor:
+    """The multiply-add loop of :func:`_shifted_multiply_add` on an already padded ``value_p``."""
+    out = value_p.new_zeros(value_p.shape[:-2] + (h, w))
     for sy in range(span):
         for sx in range(span):
-            out = torch.addcmul(out, weights[:, :, sy * span + sx], value_p[..., sy : sy + h, sx : sx + w])
+            out.addcmul_(weights[:, :, sy * span + sx], value_p[..., sy : sy + h, sx : sx + w])
     return out
 
 
@@ -88,13 +91,9 @@ class _ShiftedMultiplyAdd(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, value: torch.Tensor, weights: torch.Tensor, span: int) -> torch.Tensor:  # type: ignore[override]
-        h, w = value.shape[-2], value.shape[-1]
         q = span // 2
         value_p = F.pad(value, [q, q, q, q])
-        out = torch.zeros_like(value)
-        for sy in range(span):
-            for sx in range(span):
-                out.addcmul_(weights[:, :, sy * span + sx], value_p[..., sy : sy + h, sx : sx + w])
+        out = _accumulate_shifts(value_p, weights, span, value.shape[-2], value.shape[-1])
         ctx.save_for_backward(value_p, weights)
         ctx.span = span
         return out
