@@ -8,15 +8,19 @@ Run it with the python of the MONAI Label environment (built by ``tests/monailab
 
 It lays out the ``monaibundle`` sample app in a temporary folder, copies the bundle into
 ``<app>/model/<name>`` (the repository's ``bundle/`` is never written to: training overwrites the copy's
-``models/model.pt``), prepares a studies folder with real RGB images (``../shared/data/isic-sample`` when
+``models/model.pt``), generates the SID uncertainty entry ``<app>/model/polyp_condseg_uncertainty`` from that copy
+with ``python -m condseg_monai.inference.label_uncertainty`` (its ``models/model.pt`` is a relative symlink to the
+segmentation weights), prepares a studies folder with real RGB images (``../shared/data/isic-sample`` when
 present, generated PNGs otherwise), starts ``monailabel start_server`` on 127.0.0.1 in its own process group
-and checks the REST contract:
+serving both entries, and checks the REST contract:
 
-1. ``GET /info/`` lists the model, its label (``polyp`` -> 1) and a trainer;
-2. ``POST /infer/<name>`` by datastore id and by upload returns a grey PNG of the input size with values in {0, 1};
+1. ``GET /info/`` lists the model, its label (``polyp`` -> 1) and a trainer, and the uncertainty model with the
+   label ``uncertain`` -> 1 and no trainer;
+2. ``POST /infer/<name>`` by datastore id and by upload returns a grey PNG of the input size with values in {0, 1},
+   and so does ``POST /infer/polyp_condseg_uncertainty``;
 3. ``PUT /datastore/label`` stores final labels for two images (one saved 0/1, one 0/255);
 4. ``POST /train/<name>?run_sync=true`` fine-tunes for one epoch on CPU and rewrites ``models/model.pt``;
-5. inference still answers with the fine-tuned weights.
+5. inference still answers with the fine-tuned weights, on both entries.
 
 The server is always stopped (process group killed), also on failure. The script uses the standard library
 plus ``requests`` only, so it needs no knowledge of MONAI internals; PNG/JPEG sizes and PNG pixels are decoded
@@ -57,12 +61,15 @@ __all__ = [
     "find_sample_app",
     "image_size",
     "main",
+    "make_uncertainty_entry",
     "run_contract",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_BUNDLE = REPO_ROOT / "bundle"
 DEFAULT_NAME = "polyp_condseg_segmentation"
+DEFAULT_UNCERTAINTY_NAME = "polyp_condseg_uncertainty"  # condseg_monai.inference.label_uncertainty
+UNCERTAINTY_LABEL = "uncertain"
 SHARED_IMAGES = REPO_ROOT / ".." / "shared" / "data" / "isic-sample" / "images"
 HOST = "127.0.0.1"  # never listen on anything but loopback
 INFER_PARAMS = {"result_extension": ".png", "result_dtype": "uint8"}
@@ -287,6 +294,42 @@ def ensure_weights(bundle_dir: Path, python: str = sys.executable, timeout: floa
     return True
 
 
+def make_uncertainty_entry(
+    bundle_dir: Path, out_dir: Path, python: str = sys.executable, timeout: float = 300.0
+) -> str:
+    """Generate the SID uncertainty model folder from ``bundle_dir`` with the package's own generator (its CLI).
+
+    Runs ``python -m condseg_monai.inference.label_uncertainty`` in a subprocess (this script never imports the
+    package), then checks that ``models/model.pt`` is a relative symlink that resolves to the bundle's weights.
+
+    Returns:
+        The symlink target (relative path).
+    """
+    cmd = [
+        python,
+        "-m",
+        "condseg_monai.inference.label_uncertainty",
+        "--bundle",
+        str(bundle_dir),
+        "--out",
+        str(out_dir),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise HarnessError(f"uncertainty entry generator failed ({' '.join(cmd)}):\n{proc.stderr[-4000:]}")
+    weights = out_dir / "models" / "model.pt"
+    if not weights.is_symlink() or os.path.isabs(os.readlink(weights)):
+        raise HarnessError(f"{weights} is not a relative symlink")
+    if weights.resolve() != (bundle_dir / "models" / "model.pt").resolve():
+        raise HarnessError(f"{weights} -> {os.readlink(weights)} does not resolve to {bundle_dir}/models/model.pt")
+    for required in ("inference.json", "metadata.json"):
+        if not (out_dir / "configs" / required).is_file():
+            raise HarnessError(f"the generator wrote no configs/{required} in {out_dir}")
+    if (out_dir / "configs" / "train.json").exists():
+        raise HarnessError(f"{out_dir}/configs/train.json exists: the uncertainty entry must have no trainer")
+    return os.readlink(weights)
+
+
 def _prepare_studies(studies: Path, count: int) -> list[Path]:
     """Fill ``studies`` with ``count`` RGB images: real ISIC JPEGs when available, else generated PNGs."""
     studies.mkdir(parents=True, exist_ok=True)
@@ -441,6 +484,21 @@ def _check_extra_models(server: Server, info: dict, extras: Sequence[str], image
     return passed
 
 
+def _check_uncertainty_info(info: dict, name: str) -> str:
+    """``GET /info/`` must list the uncertainty entry as a 2D model labelled ``uncertain`` -> 1, without trainer."""
+    model = info.get("models", {}).get(name)
+    if model is None:
+        raise HarnessError(f"/info/: uncertainty model {name!r} missing; models = {list(info.get('models', {}))}")
+    labels = model.get("labels", {})
+    if labels != {UNCERTAINTY_LABEL: 1}:
+        raise HarnessError(f"/info/: labels of {name} are {labels}, expected {{{UNCERTAINTY_LABEL!r}: 1}}")
+    if model.get("dimension") != 2:
+        raise HarnessError(f"/info/: dimension of {name} is {model.get('dimension')}, expected 2")
+    if name in info.get("trainers", {}):
+        raise HarnessError(f"/info/: {name} has a trainer, but it must share (not train) the segmentation weights")
+    return f"/info/ lists {name}: labels {labels}, dimension 2, type {model.get('type')}, no trainer"
+
+
 def run_contract(server: Server, name: str, label: str, images: list[Path], model_pt: Path, args) -> list[str]:
     """Run all checks against a ready ``server``.
 
@@ -463,6 +521,10 @@ def run_contract(server: Server, name: str, label: str, images: list[Path], mode
     if not args.skip_train and name not in info.get("trainers", {}):
         raise HarnessError(f"/info/: no trainer for {name}; trainers = {list(info.get('trainers', {}))}")
     passed.append(f"/info/ lists {name}: labels {labels}, dimension 2, type {model.get('type')}")
+    views = list(args.extra_bundle)
+    if args.uncertainty_name:
+        passed.append(_check_uncertainty_info(info, args.uncertainty_name))
+        views.insert(0, args.uncertainty_name)
 
     src = images[0]
     for mode, upload in (("datastore id", None), ("upload", src)):
@@ -471,7 +533,7 @@ def run_contract(server: Server, name: str, label: str, images: list[Path], mode
             raise HarnessError(f"/infer/ by {mode}: HTTP {r.status_code}: {r.text[:2000]}")
         detail = _check_mask(r.content, image_size(src), f"/infer/ by {mode}")
         passed.append(f"/infer/{name} by {mode} ({src.name}): {detail}, content-type {r.headers.get('content-type')}")
-    passed += _check_extra_models(server, info, list(args.extra_bundle), src, args, "before training")
+    passed += _check_extra_models(server, info, views, src, args, "before training")
 
     if args.skip_train:
         return passed
@@ -514,7 +576,7 @@ def run_contract(server: Server, name: str, label: str, images: list[Path], mode
         raise HarnessError(f"/infer/ after training: HTTP {r.status_code}: {r.text[:2000]}")
     detail = _check_mask(r.content, image_size(images[1]), "/infer/ after training")
     passed.append(f"/infer/{name} with the fine-tuned weights: {detail}")
-    passed += _check_extra_models(server, info, list(args.extra_bundle), images[1], args, "after training")
+    passed += _check_extra_models(server, info, views, images[1], args, "after training")
     return passed
 
 
@@ -526,6 +588,12 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--device", default="cpu", help="device string sent with every request (default: cpu)")
     p.add_argument("--keep-logs", action="store_true", help="keep the temporary app, studies and server log")
     p.add_argument("--skip-train", action="store_true", help="only check /info/ and /infer/")
+    p.add_argument(
+        "--uncertainty-name",
+        default=DEFAULT_UNCERTAINTY_NAME,
+        help=f"model name of the generated SID uncertainty entry (default: {DEFAULT_UNCERTAINTY_NAME})",
+    )
+    p.add_argument("--no-uncertainty", action="store_true", help="do not generate and check the uncertainty entry")
     p.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE", help="extra --conf for the server")
     p.add_argument(
         "--extra-bundle",
@@ -548,9 +616,13 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
             p.error(f"--extra-bundle {item!r}: expected NAME=PATH with PATH/configs/inference.json")
         extras[extra] = Path(path)
     args.extra_bundle = extras
-    for n in (args.name, *extras):
+    args.uncertainty_name = None if args.no_uncertainty else args.uncertainty_name
+    names = [args.name, *([args.uncertainty_name] if args.uncertainty_name else []), *extras]
+    for n in names:
         if "/" in n or n in ("", ".", "..") or "," in n:
             p.error(f"model name {n!r} must be a plain folder name without commas")
+    if len(set(names)) != len(names):
+        p.error(f"model names must be distinct: {names}")
     return args
 
 
@@ -574,6 +646,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         _copy_bundle(args.bundle, bundle)
         if ensure_weights(bundle):
             passed.append("models/model.pt missing in the bundle: created from inference.json network_def")
+        names = [args.name]
+        if args.uncertainty_name:
+            target = make_uncertainty_entry(bundle, app / "model" / args.uncertainty_name)
+            passed.append(f"{args.uncertainty_name} generated from {args.name}: models/model.pt -> {target}")
+            names.append(args.uncertainty_name)
         for extra, path in args.extra_bundle.items():
             _copy_bundle(path, app / "model" / extra)
             weights = app / "model" / extra / "models" / "model.pt"
@@ -583,7 +660,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 weights.symlink_to(Path("..", "..", args.name, "models", "model.pt"))
                 passed.append(f"{extra}: models/model.pt -> ../../{args.name}/models/model.pt (shared weights)")
         images = _prepare_studies(work / "studies", 3)
-        server = Server(app, work / "studies", [args.name, *args.extra_bundle], work / "server.log", args.conf)
+        server = Server(app, work / "studies", [*names, *args.extra_bundle], work / "server.log", args.conf)
         server.start()
         server.wait_ready(args.start_timeout)
         passed.append(f"server ready after {time.monotonic() - t0:.0f} s")

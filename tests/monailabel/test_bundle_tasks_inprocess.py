@@ -4,7 +4,9 @@
 
 Builds MONAI Label's own ``BundleInferTask`` / ``BundleTrainTask`` on a copy of the bundle and checks what the
 ``monaibundle`` app would serve: labels ``{"polyp": 1}``, a 2D model, a uint8 {0, 1} PNG mask of the input size,
-and a one-epoch fine-tune that rewrites ``models/model.pt``. Needs the MONAI Label environment
+and a one-epoch fine-tune that rewrites ``models/model.pt``. The SID uncertainty entry generated from the bundle
+(``condseg_monai.inference.label_uncertainty``) is checked the same way: label ``{"uncertain": 1}``, a uint8
+{0, 1} PNG of the input size, and no trainer. Needs the MONAI Label environment
 (``make label-test`` / ``.label-venv/bin/python -m pytest tests/monailabel``); skipped where ``monailabel`` is
 not importable. The bundle is ``$CONDSEG_LABEL_BUNDLE`` or ``<repo>/bundle``.
 """
@@ -34,6 +36,7 @@ __all__: list[str] = []
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUNDLE = Path(os.environ.get("CONDSEG_LABEL_BUNDLE", REPO_ROOT / "bundle"))
 NAME = "polyp_condseg_segmentation"
+UNCERTAINTY_NAME = "polyp_condseg_uncertainty"
 ISIC_IMAGES = REPO_ROOT / ".." / "shared" / "data" / "isic-sample" / "images"
 CONF = {"preload": "false"}  # what the monaibundle app passes on from `--conf`
 
@@ -104,6 +107,40 @@ def test_infer_returns_binary_mask_of_input_size(infer_task: BundleInferTask, tm
     assert mask.dtype == np.uint8
     assert set(np.unique(mask).tolist()) <= {0, 1}
     assert result_json["label_names"] == {"polyp": 1}
+
+
+@pytest.fixture(scope="module")
+def uncertainty_task(bundle_copy: Path) -> BundleInferTask:
+    """``BundleInferTask`` on the uncertainty entry generated next to the bundle copy (shared weights)."""
+    from condseg_monai.inference.label_uncertainty import make_uncertainty_bundle
+
+    out = make_uncertainty_bundle(bundle_copy, bundle_copy.parent / UNCERTAINTY_NAME)
+    assert (out / "models" / "model.pt").resolve() == (bundle_copy / "models" / "model.pt").resolve()
+    task = BundleInferTask(str(out), CONF)
+    assert task.is_valid(), "BundleInferTask rejected the generated uncertainty entry"
+    return task
+
+
+def test_uncertainty_entry_info_and_no_trainer(uncertainty_task: BundleInferTask) -> None:
+    info = uncertainty_task.info()
+    assert info["labels"] == {"uncertain": 1}
+    assert info["dimension"] == 2 and info["type"] == "segmentation"
+    assert not BundleTrainTask(str(uncertainty_task.bundle_path), CONF).is_valid(), "it must get no trainer"
+
+
+def test_uncertainty_entry_returns_binary_map_of_input_size(uncertainty_task: BundleInferTask, tmp_path: Path) -> None:
+    image = _write_rgb(tmp_path / "img.jpg", 100, 64, seed=2)
+    request = {"image": str(image), "device": "cpu", "result_extension": ".png", "result_dtype": "uint8"}
+    result_file, result_json = uncertainty_task(request)
+    try:
+        assert result_file and result_file.endswith(".png"), f"result file {result_file!r} is not a PNG"
+        region = np.asarray(Image.open(result_file))
+    finally:
+        if result_file and os.path.exists(result_file):
+            os.remove(result_file)
+    assert region.shape == (64, 100) and region.dtype == np.uint8
+    assert set(np.unique(region).tolist()) <= {0, 1}
+    assert result_json["label_names"] == {"uncertain": 1}
 
 
 def test_train_task_finetunes_and_rewrites_weights(bundle_copy: Path, tmp_path: Path) -> None:
