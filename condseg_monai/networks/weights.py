@@ -50,6 +50,15 @@ def _short(keys: list[str], n: int = 8) -> str:
     return ", ".join(keys[:n]) + (f" ... ({len(keys)} in total)" if len(keys) > n else "")
 
 
+def _shape_mismatches(state: Mapping[str, torch.Tensor], expected: Mapping[str, torch.Tensor]) -> list[str]:
+    """``"key: got vs expected"`` for every tensor of ``state`` whose shape differs from ``expected``'s."""
+    return [
+        f"{k}: {tuple(v.shape)} vs expected {tuple(expected[k].shape)}"
+        for k, v in state.items()
+        if v.shape != expected[k].shape
+    ]
+
+
 def _adapt_first_conv(weight: torch.Tensor, in_channels: int) -> torch.Tensor:
     """Adapt an RGB stem kernel ``(64, 3, k, k)`` to ``in_channels`` inputs (timm convention)."""
     if in_channels == 1:
@@ -105,11 +114,7 @@ def load_pretrained_resnet50(encoder_or_model: nn.Module, path: str | Path) -> N
     stem = state["conv1.weight"]
     if stem.ndim == 4 and stem.shape[1] == 3 and encoder.in_channels != 3:
         state["conv1.weight"] = _adapt_first_conv(stem, encoder.in_channels)
-    wrong = [
-        f"{k}: {tuple(v.shape)} vs expected {tuple(expected[k].shape)}"
-        for k, v in state.items()
-        if v.shape != expected[k].shape
-    ]
+    wrong = _shape_mismatches(state, expected)
     if wrong:
         raise ValueError(f"{source} has tensors of the wrong shape: {_short(wrong, 4)}.")
     full = dict(expected)  # keeps the current num_batches_tracked where the file has none
@@ -236,11 +241,7 @@ def convert_official_state_dict(
             f"Official {type(model).__name__} state dict does not match: unknown official keys [{_short(unexpected)}], "
             f"missing (our names) [{_short(missing)}]."
         )
-    wrong = [
-        f"{k}: {tuple(v.shape)} vs expected {tuple(expected[k].shape)}"
-        for k, v in converted.items()
-        if v.shape != expected[k].shape
-    ]
+    wrong = _shape_mismatches(converted, expected)
     if wrong:
         raise ValueError(f"Official state dict has tensors of unexpected shape: {_short(wrong, 4)}.")
     if bgr_to_rgb and in_channels == 3:
