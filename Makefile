@@ -51,7 +51,7 @@ demo: venv
 	@echo "  test metrics:                   $(RUN_DIR)/evaluation/"
 
 bench: venv
-	$(PY) bench/speed.py
+	$(PY) bench/compare.py --size 256 --repeats 3
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache

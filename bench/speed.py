@@ -6,9 +6,9 @@ Measures, at ``--size`` x ``--size``: inference latency at batch 1 and 8 (eval, 
 training step at batch 4 (train-mode forward, BCE-with-logits on all four outputs, backward, Adam step), peak
 memory, parameter count and FLOPs (``torch.utils.flop_counter.FlopCounterMode``, 2 FLOPs per multiply-add).
 
-On CPU every measurement runs in a fresh subprocess and reports its peak resident set size
-(``resource.getrusage(RUSAGE_SELF).ru_maxrss``); a "baseline" subprocess (imports + model, no forward) gives the
-fixed part. On CUDA the peak is ``torch.cuda.max_memory_allocated``.
+On CPU every measurement runs in a fresh subprocess and reports its peak resident set size (``VmHWM`` on Linux,
+else ``resource.getrusage(RUSAGE_SELF).ru_maxrss``); a "baseline" subprocess (imports + model, no forward) gives
+the fixed part. On CUDA the peak is ``torch.cuda.max_memory_allocated``.
 
 Usage::
 
@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-__all__ = ["main"]
+__all__ = ["count_flops", "main", "peak_memory_mb", "sync_device"]
 
 ROOT = Path(__file__).resolve().parents[1]
 MEASUREMENTS = ("baseline", "infer_b1", "infer_b8", "train_b4")
@@ -64,14 +64,25 @@ def _outputs(out: torch.Tensor | tuple[torch.Tensor, ...]) -> list[torch.Tensor]
     return list(out)
 
 
-def _sync(device: torch.device) -> None:
+def sync_device(device: torch.device) -> None:
+    """Wait for queued CUDA work so that wall-clock timings are complete (no-op on CPU)."""
     if device.type == "cuda":
         torch.cuda.synchronize()
 
 
-def _peak_mb(device: torch.device) -> float:
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak memory of this process in MiB: ``max_memory_allocated`` on CUDA, peak RSS on CPU.
+
+    On Linux the peak RSS is ``VmHWM`` of ``/proc/self/status``: ``ru_maxrss`` would also carry the parent's RSS at
+    ``fork`` over ``exec`` into a fresh benchmark subprocess.
+    """
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated() / 2**20
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 2**10  # kB
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
     return rss / (2**20 if sys.platform == "darwin" else 2**10)
 
@@ -88,7 +99,7 @@ def run_worker(args: argparse.Namespace) -> dict:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     if args.worker == "baseline":
-        result["peak_mb"] = _peak_mb(device)
+        result["peak_mb"] = peak_memory_mb(device)
         return result
 
     times = []
@@ -98,10 +109,10 @@ def run_worker(args: argparse.Namespace) -> dict:
         model.eval()
         with torch.inference_mode():
             for i in range(args.warmup + args.repeats):
-                _sync(device)
+                sync_device(device)
                 t0 = time.perf_counter()
                 model(x)
-                _sync(device)
+                sync_device(device)
                 if i >= args.warmup:
                     times.append(time.perf_counter() - t0)
     else:
@@ -116,16 +127,16 @@ def run_worker(args: argparse.Namespace) -> dict:
         else:
             loss_fn = nn.functional.binary_cross_entropy_with_logits
         for i in range(args.warmup + args.repeats):
-            _sync(device)
+            sync_device(device)
             t0 = time.perf_counter()
             optimizer.zero_grad(set_to_none=True)
             loss = sum(loss_fn(o, y) for o in _outputs(model(x)))
             loss.backward()
             optimizer.step()
-            _sync(device)
+            sync_device(device)
             if i >= args.warmup:
                 times.append(time.perf_counter() - t0)
-    result.update(batch=batch, seconds=statistics.median(times), all_seconds=times, peak_mb=_peak_mb(device))
+    result.update(batch=batch, seconds=statistics.median(times), all_seconds=times, peak_mb=peak_memory_mb(device))
     result["seconds_per_image"] = result["seconds"] / batch
     return result
 
