@@ -13,17 +13,17 @@ __all__ = ["encoder_param_groups", "init_from_stage1", "resume_checkpoint_path"]
 
 
 def encoder_param_groups(network: torch.nn.Module, lr: float, encoder_lr: float) -> list[dict[str, Any]]:
-    """Two Adam parameter groups: the encoder at ``encoder_lr`` and everything else at ``lr``.
+    """Adam parameter groups: the encoder at ``encoder_lr`` and everything else at ``lr``.
 
-    A network without an ``encoder`` attribute gets one group at ``lr``; a Stage-1 network (encoder plus a
-    tiny head) trains as a whole at ``lr`` as in the paper, so its encoder is not split off either.
+    When the two rates are equal (Stage 1 trains the whole network at one rate, as the paper) or the network has
+    no ``encoder`` attribute, there is a single group named ``all``.
 
     Returns:
         a list usable as ``torch.optim.Adam(params=...)``; groups carry a ``name`` key.
     """
     module = getattr(network, "module", network)  # DistributedDataParallel
     encoder = getattr(module, "encoder", None)
-    if encoder is None or type(module).__name__ == "ConDSegStage1":
+    if encoder is None or encoder_lr == lr:
         return [{"params": [p for p in network.parameters() if p.requires_grad], "lr": lr, "name": "all"}]
     enc_ids = {id(p) for p in encoder.parameters()}
     enc = [p for p in module.parameters() if id(p) in enc_ids and p.requires_grad]
