@@ -90,19 +90,24 @@ def _image_cases() -> list:
     return cases
 
 
+def _infer_png(task: BundleInferTask, image: Path) -> tuple[np.ndarray, dict]:
+    """Run one CPU inference request asking for a uint8 PNG; return the decoded result and the JSON part."""
+    request = {"image": str(image), "device": "cpu", "result_extension": ".png", "result_dtype": "uint8"}
+    result_file, result_json = task(request)
+    try:
+        assert result_file and result_file.endswith(".png"), f"result file {result_file!r} is not a PNG"
+        return np.asarray(Image.open(result_file)), result_json
+    finally:
+        if result_file and os.path.exists(result_file):
+            os.remove(result_file)
+
+
 @pytest.mark.parametrize("case", _image_cases())
 def test_infer_returns_binary_mask_of_input_size(infer_task: BundleInferTask, tmp_path: Path, case: tuple) -> None:
     kind = case[0]
     image = case[1] if kind == "isic" else _write_rgb(tmp_path / f"img.{kind}", case[1], case[2], seed=1)
     width, height = Image.open(image).size
-    request = {"image": str(image), "device": "cpu", "result_extension": ".png", "result_dtype": "uint8"}
-    result_file, result_json = infer_task(request)
-    try:
-        assert result_file and result_file.endswith(".png"), f"result file {result_file!r} is not a PNG"
-        mask = np.asarray(Image.open(result_file))
-    finally:
-        if result_file and os.path.exists(result_file):
-            os.remove(result_file)
+    mask, result_json = _infer_png(infer_task, image)
     assert mask.shape == (height, width), f"mask {mask.shape} vs image {(height, width)} (needs a 2D H x W pred)"
     assert mask.dtype == np.uint8
     assert set(np.unique(mask).tolist()) <= {0, 1}
@@ -130,14 +135,7 @@ def test_uncertainty_entry_info_and_no_trainer(uncertainty_task: BundleInferTask
 
 def test_uncertainty_entry_returns_binary_map_of_input_size(uncertainty_task: BundleInferTask, tmp_path: Path) -> None:
     image = _write_rgb(tmp_path / "img.jpg", 100, 64, seed=2)
-    request = {"image": str(image), "device": "cpu", "result_extension": ".png", "result_dtype": "uint8"}
-    result_file, result_json = uncertainty_task(request)
-    try:
-        assert result_file and result_file.endswith(".png"), f"result file {result_file!r} is not a PNG"
-        region = np.asarray(Image.open(result_file))
-    finally:
-        if result_file and os.path.exists(result_file):
-            os.remove(result_file)
+    region, result_json = _infer_png(uncertainty_task, image)
     assert region.shape == (64, 100) and region.dtype == np.uint8
     assert set(np.unique(region).tolist()) <= {0, 1}
     assert result_json["label_names"] == {"uncertain": 1}
