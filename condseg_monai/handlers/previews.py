@@ -69,6 +69,7 @@ class SegmentationPreviewHandler:
         device = self.device or next(net.parameters()).device
         was_training = net.training
         has_aux = hasattr(module, "return_aux")
+        prior_aux = bool(getattr(module, "return_aux", False))
         rows = []
         try:
             net.eval()
@@ -95,7 +96,7 @@ class SegmentationPreviewHandler:
                 )
         finally:
             if has_aux:
-                module.return_aux = False
+                module.return_aux = prior_aux
             net.train(was_training)
         return make_grid(rows)
 
