@@ -41,11 +41,11 @@ ROOT = Path(__file__).resolve().parents[1]
 MEASUREMENTS = ("baseline", "infer_b1", "infer_b8", "train_b4")
 
 
-def build_model(name: str) -> nn.Module:
+def build_model(name: str, use_checkpoint: bool = False) -> nn.Module:
     if name == "condseg":
         from condseg_monai.networks import ConDSeg
 
-        return ConDSeg()
+        return ConDSeg(use_checkpoint=use_checkpoint)
     if name == "stage1":
         from condseg_monai.networks import ConDSegStage1
 
@@ -94,7 +94,7 @@ def run_worker(args: argparse.Namespace) -> dict:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     fmt = torch.channels_last if args.channels_last else torch.contiguous_format
-    model = build_model(args.model).to(device, memory_format=fmt)
+    model = build_model(args.model, args.use_checkpoint).to(device, memory_format=fmt)
     result: dict = {"measurement": args.worker}
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -161,6 +161,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON")
     parser.add_argument("--channels-last", action="store_true", help="channels_last memory format")
+    parser.add_argument(
+        "--use-checkpoint", action="store_true", help="condseg: activation checkpointing of the full-resolution layers"
+    )
     parser.add_argument("--model", default="condseg", choices=["condseg", "stage1", "reference"])
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
     parser.add_argument("--only", nargs="*", default=list(MEASUREMENTS), choices=MEASUREMENTS)

@@ -41,6 +41,7 @@ class TrainingSettings(BaseModel):
     resume: bool = False
     double_sigmoid: bool = False
     beta_mode: Literal["batch", "sample", "none"] = "batch"
+    use_checkpoint: bool = True
     stage1_checkpoint: str | None = None
     imagenet_weights: str | None = None
 

@@ -163,6 +163,7 @@ def _run_in_process(configs: list[Path], overrides: dict) -> str:
         ({"image_size": 40}, "`image_size` = 40: must be a multiple of 16"),
         ({"device": "gpu"}, "`device` = 'gpu'"),
         ({"beta_mode": "mean"}, "`beta_mode` = 'mean'"),
+        ({"use_checkpoint": "sometimes"}, "`use_checkpoint` = 'sometimes'"),
         ({"datalist": "/nonexistent/datalist.json"}, "`datalist` = '/nonexistent/datalist.json': file not found"),
         ({"learning_rate": -1}, "`learning_rate` = -1"),
     ],

@@ -15,6 +15,7 @@ from condseg_monai.networks.blocks.cdfa import CDFAPreprocess, ContrastDrivenFea
 from condseg_monai.networks.blocks.decoder import FusionHead, SizeAwareDecoderBlock
 from condseg_monai.networks.blocks.decoupling import AuxiliaryHead, SemanticInformationDecoupling
 from condseg_monai.networks.blocks.dilated import DilatedConvBlock
+from condseg_monai.networks.checkpointing import checkpoint_module
 from condseg_monai.networks.encoder import ResNet50Encoder
 
 __all__ = ["ConDSeg", "ConDSegOutput"]
@@ -63,6 +64,11 @@ class ConDSeg(nn.Module):
             (e.g. ``resnet50-19c8e357.pth``) loaded into the encoder; ``None`` keeps a random init.
         return_aux: also return the auxiliary maps in eval mode (e.g. to read the uncertainty map). A plain bool
             attribute that may be toggled after construction.
+        use_checkpoint: activation checkpointing in training of the memory-heavy high-resolution layers (the three
+            auxiliary-head branches, the fusion head after its upsampling and ``cdfa1``): their activations are
+            recomputed in backward instead of kept. At 256x256, batch 4 this lowers the training peak memory by
+            about 1.6 GB for a few percent more time (docs/benchmarks.md). Outputs, gradients and BatchNorm
+            statistics are unchanged. No effect in eval mode or without gradients. A plain bool attribute.
 
     Raises:
         ValueError: ``spatial_dims != 2``, bad widths, or (in ``forward``) H or W not a multiple of 16.
@@ -88,6 +94,7 @@ class ConDSeg(nn.Module):
         window_size: int = 3,
         pretrained_path: str | Path | None = None,
         return_aux: bool = False,
+        use_checkpoint: bool = False,
     ) -> None:
         super().__init__()
         if spatial_dims != 2:
@@ -103,6 +110,7 @@ class ConDSeg(nn.Module):
         self.out_channels = out_channels
         self.feature_size = feature_size
         self.return_aux = bool(return_aux)
+        self.use_checkpoint = bool(use_checkpoint)
 
         self.encoder = ResNet50Encoder(in_channels=in_channels)
         c1, c2, c3, c4 = ResNet50Encoder.out_channels
@@ -165,14 +173,39 @@ class ConDSeg(nn.Module):
         out4 = self.cdfa4(e4, self.preprocess_fg4(f_fg), self.preprocess_bg4(f_bg))
         out3 = self.cdfa3(torch.cat([e3, _up2(out4)], dim=1), self.preprocess_fg3(f_fg), self.preprocess_bg3(f_bg))
         out2 = self.cdfa2(torch.cat([e2, _up2(out3)], dim=1), self.preprocess_fg2(f_fg), self.preprocess_bg2(f_bg))
-        out1 = self.cdfa1(torch.cat([e1, _up2(out2)], dim=1), self.preprocess_fg1(f_fg), self.preprocess_bg1(f_bg))
+        checkpointed = self.use_checkpoint and self.training and torch.is_grad_enabled()
+        x1, g_fg1, g_bg1 = torch.cat([e1, _up2(out2)], dim=1), self.preprocess_fg1(f_fg), self.preprocess_bg1(f_bg)
+        out1 = self._checkpointed_cdfa1(x1, g_fg1, g_bg1) if checkpointed else self.cdfa1(x1, g_fg1, g_bg1)
 
         d_s = self.decoder_small(out2, out1)
         d_m = self.decoder_middle(out3, out2)
         d_l = self.decoder_large(out4, out3)
-        mask = self.output_block(d_s, d_m, d_l)
+        mask = self._checkpointed_fusion(d_s, d_m, d_l) if checkpointed else self.output_block(d_s, d_m, d_l)
 
         if self.training or self.return_aux:
+            if checkpointed:
+                return torch.cat([mask.unsqueeze(1), self._checkpointed_aux(f_fg, f_bg, f_uc)], dim=1)
             m_fg, m_bg, m_uc = self.aux_head(f_fg, f_bg, f_uc)
             return torch.stack([mask, m_fg, m_bg, m_uc], dim=1)
         return mask
+
+    # TorchScript skips these (training-only) helpers; they are left unannotated because TorchScript cannot read
+    # the string annotations of this module for unused methods (arguments and result are tensors).
+    @torch.jit.unused
+    def _checkpointed_cdfa1(self, x, g_fg, g_bg):
+        """The highest-resolution CDFA (1/2 of the input size, the largest attention maps), checkpointed."""
+        return checkpoint_module(self.cdfa1, x, g_fg, g_bg)
+
+    @torch.jit.unused
+    def _checkpointed_fusion(self, d_s, d_m, d_l):
+        """The fusion head with its full-resolution part checkpointed: ``(B, out_channels, H, W)``."""
+        head = self.output_block
+        return checkpoint_module(head, head.fuse_inputs(d_s, d_m, d_l), function=head.full_resolution)
+
+    @torch.jit.unused
+    def _checkpointed_aux(self, f_fg, f_bg, f_uc):
+        """The auxiliary maps, one checkpoint per branch (backward recomputes one branch at a time):
+        ``(B, 3, out_channels, H, W)`` stacked fg, bg, uncertainty."""
+        aux = self.aux_head
+        maps = [checkpoint_module(aux.fg, f_fg), checkpoint_module(aux.bg, f_bg), checkpoint_module(aux.uc, f_uc)]
+        return torch.stack(maps, dim=1)
