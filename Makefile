@@ -5,12 +5,13 @@ PY := $(VENV)/bin/python
 PIP_INSTALL := $(PY) -m pip install -q -c constraints.txt
 RUN_DIR ?= runs/demo
 
-.PHONY: help venv test lint demo bench clean label-test
+.PHONY: help venv test lint demo bench bench-accuracy clean label-test
 
 help:
 	@echo "make demo   - train Stage 1 + Stage 2 on the built-in demo data and run inference (CPU, minutes)"
 	@echo "make test   - ruff + pytest (creates $(VENV) if missing)"
 	@echo "make bench  - speed / memory: ConDSeg against MONAI baselines (bench/compare.py, ~9 min; tables in docs/benchmarks.md)"
+	@echo "make bench-accuracy - fixed-budget accuracy: ConDSeg against MONAI baselines on Kvasir-SEG (bench/accuracy.py, ~2.5 h on 2 CPU cores)"
 	@echo "make label-test - MONAI Label 0.8.5 contract test against a real server (own env, ~5 min cold build)"
 
 $(VENV)/.installed: pyproject.toml constraints.txt
@@ -52,6 +53,13 @@ demo: venv
 
 bench: venv
 	$(PY) bench/compare.py --size 256 --repeats 3
+
+# Needs a Kvasir-SEG folder (images/ + masks/); results.json is resumable: re-running continues an interrupted run.
+KVASIR ?= ../shared/data/kvasir-seg
+ACCURACY_DIR ?= runs/accuracy/kvasir128
+bench-accuracy: venv
+	$(PY) bench/accuracy.py --data $(KVASIR) --out $(ACCURACY_DIR) --size 128 --steps 400 --stage1-steps 100 \
+		--seeds 0 1 --models unet attention_unet basic_unet segresnet condseg
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache

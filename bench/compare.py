@@ -4,7 +4,9 @@
 
 Models (all 3 input channels, 1 output channel of raw logits):
 
-- ``condseg``: :class:`~condseg_monai.networks.ConDSeg` with its defaults (Stage 2, feature size 128);
+- ``condseg``: :class:`~condseg_monai.networks.ConDSeg` with its defaults (Stage 2, feature size 128), with
+  activation checkpointing as the training config uses it (``use_checkpoint=True``, off with ``--no-checkpoint``;
+  it only changes the training step);
 - ``stage1``: :class:`~condseg_monai.networks.ConDSegStage1` (ResNet-50 encoder + Stage-1 head);
 - ``unet``: ``monai.networks.nets.UNet(channels=(32, 64, 128, 256, 512), strides=(2, 2, 2, 2), num_res_units=2)``;
 - ``attention_unet``: ``AttentionUnet(channels=(32, 64, 128, 256, 512), strides=(2, 2, 2, 2))``;
@@ -33,7 +35,8 @@ other ``--repeats`` rounds is reported, so slow drifts of the machine hit every 
 Usage::
 
     python bench/compare.py [--size 256] [--repeats 3] [--warmup 1] [--device cpu|cuda] [--amp bf16|fp16]
-                            [--channels-last] [--threads N] [--models NAME ...] [--skip-memory] [--out FILE.json]
+                            [--channels-last] [--no-checkpoint] [--threads N] [--models NAME ...] [--skip-memory]
+                            [--out FILE.json]
 """
 
 from __future__ import annotations
@@ -70,14 +73,17 @@ LABELS = {
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def build_model(name: str) -> nn.Module:
-    """Build one benchmarked model (on the CPU, float32) from its short name (see :data:`MODELS`)."""
+def build_model(name: str, use_checkpoint: bool = True) -> nn.Module:
+    """Build one benchmarked model (on the CPU, float32) from its short name (see :data:`MODELS`).
+
+    ``use_checkpoint`` is ConDSeg's activation checkpointing (training only), ignored by the other models.
+    """
     from monai.networks import nets
 
     if name == "condseg":
         from condseg_monai.networks import ConDSeg
 
-        return ConDSeg()
+        return ConDSeg(use_checkpoint=use_checkpoint)
     if name == "stage1":
         from condseg_monai.networks import ConDSegStage1
 
@@ -208,7 +214,7 @@ def run_memory_worker(args: argparse.Namespace) -> dict:
     """Child process: build one model, run ONE iteration of one measurement, return the process's peak memory."""
     device = torch.device(args.device)
     torch.manual_seed(0)
-    model = _to_device(build_model(args.models[0]), device, args.channels_last)
+    model = _to_device(build_model(args.models[0], not args.no_checkpoint), device, args.channels_last)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     if args.worker != "baseline":
@@ -222,6 +228,7 @@ def _measure_memory(args: argparse.Namespace, name: str) -> dict:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--device", args.device, "--size", str(args.size)]
     cmd += ["--threads", str(args.threads), "--models", name] + (["--amp", args.amp] if args.amp else [])
     cmd += ["--channels-last"] if args.channels_last else []
+    cmd += ["--no-checkpoint"] if args.no_checkpoint else []
     memory = {}
     for measurement in ("baseline", *MEASUREMENTS):
         proc = subprocess.run([*cmd, "--worker", measurement], capture_output=True, text=True, cwd=ROOT, check=False)
@@ -239,6 +246,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--warmup", type=int, default=1, help="discarded rounds before the timed ones")
     parser.add_argument("--amp", default=None, choices=sorted(AMP_DTYPES), help="autocast dtype (default float32)")
     parser.add_argument("--channels-last", action="store_true", help="channels_last memory format")
+    parser.add_argument("--no-checkpoint", action="store_true", help="ConDSeg without activation checkpointing")
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch default)")
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     parser.add_argument("--skip-memory", action="store_true", help="skip the peak-memory subprocesses")
@@ -267,6 +275,7 @@ def main(argv: list[str] | None = None) -> dict:
         "warmup": args.warmup,
         "amp": args.amp,
         "channels_last": args.channels_last,
+        "condseg_use_checkpoint": not args.no_checkpoint,
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "python": platform.python_version(),
@@ -282,7 +291,7 @@ def main(argv: list[str] | None = None) -> dict:
     steps: dict[tuple[str, str], Callable[[], None]] = {}
     for name in args.models:
         torch.manual_seed(0)
-        model = build_model(name)
+        model = build_model(name, not args.no_checkpoint)
         info["models"][name] = {
             "parameters": sum(p.numel() for p in model.parameters()),
             "gflops_inference_b1": count_flops(model, args.size, train=False),  # float32, CPU
