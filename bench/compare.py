@@ -60,10 +60,13 @@ __all__ = ["MEASUREMENTS", "MODELS", "build_model", "make_step", "matmul_peak", 
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ("condseg", "stage1", "unet", "attention_unet", "basic_unet", "segresnet")
+# not in the default run: ConDSeg without activation checkpointing, to time the checkpointing's cost round-robin
+EXTRA_MODELS = ("condseg_plain",)
 MEASUREMENTS = ("infer_b1", "infer_b8", "train_b4")
 BATCH = {"infer_b1": 1, "infer_b8": 8, "train_b4": 4}
 LABELS = {
     "condseg": "ConDSeg (Stage 2)",
+    "condseg_plain": "ConDSeg (Stage 2), no checkpointing",
     "stage1": "ConDSegStage1",
     "unet": "MONAI UNet",
     "attention_unet": "MONAI AttentionUnet",
@@ -80,10 +83,10 @@ def build_model(name: str, use_checkpoint: bool = True) -> nn.Module:
     """
     from monai.networks import nets
 
-    if name == "condseg":
+    if name in ("condseg", "condseg_plain"):
         from condseg_monai.networks import ConDSeg
 
-        return ConDSeg(use_checkpoint=use_checkpoint)
+        return ConDSeg(use_checkpoint=use_checkpoint and name == "condseg")
     if name == "stage1":
         from condseg_monai.networks import ConDSegStage1
 
@@ -104,7 +107,7 @@ def _training_objective(name: str, model: nn.Module) -> tuple[Callable, nn.Modul
     """Return ``(forward, loss)`` of one training step: ``loss(forward(x).float(), y)``."""
     from condseg_monai.losses import ConDSegLoss, DiceBCELoss, Stage1Loss
 
-    if name == "condseg":
+    if name in ("condseg", "condseg_plain"):
         return model, ConDSegLoss()  # train-mode output (B, 4, 1, H, W): mask, fg, bg, uncertainty
     if name == "stage1":
         from condseg_monai.engines import ConsistencyInferer
@@ -248,7 +251,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--channels-last", action="store_true", help="channels_last memory format")
     parser.add_argument("--no-checkpoint", action="store_true", help="ConDSeg without activation checkpointing")
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch default)")
-    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS + EXTRA_MODELS)
     parser.add_argument("--skip-memory", action="store_true", help="skip the peak-memory subprocesses")
     parser.add_argument("--out", type=Path, default=None, help="write all results as JSON")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)

@@ -181,6 +181,7 @@ def main(argv: list[str] | None = None) -> dict:
         "size": args.size,
         "repeats": args.repeats,
         "channels_last": args.channels_last,
+        "use_checkpoint": args.use_checkpoint,
         "threads": args.threads or torch.get_num_threads(),
         "parameters": sum(p.numel() for p in model.parameters()),
         "gflops_inference_b1": count_flops(model, args.size, train=False),
@@ -202,6 +203,7 @@ def main(argv: list[str] | None = None) -> dict:
     base = [sys.executable, str(Path(__file__).resolve()), "--device", args.device, "--size", str(args.size)]
     base += ["--repeats", str(args.repeats), "--warmup", str(args.warmup), "--model", args.model]
     base += ["--threads", str(args.threads)] + (["--channels-last"] if args.channels_last else [])
+    base += ["--use-checkpoint"] if args.use_checkpoint else []
     for name in args.only:
         proc = subprocess.run([*base, "--worker", name], capture_output=True, text=True, cwd=ROOT, check=False)
         if proc.returncode != 0:
