@@ -11,7 +11,7 @@ help:
 	@echo "make demo   - train Stage 1 + Stage 2 on the built-in demo data and run inference (CPU, minutes)"
 	@echo "make test   - ruff + pytest (creates $(VENV) if missing)"
 	@echo "make bench  - speed / memory: ConDSeg against MONAI baselines (bench/compare.py, ~9 min; tables in docs/benchmarks.md)"
-	@echo "make bench-accuracy - fixed-budget accuracy: ConDSeg against MONAI baselines on Kvasir-SEG (bench/accuracy.py, ~2.5 h on 2 CPU cores)"
+	@echo "make bench-accuracy - fixed-budget accuracy: ConDSeg against MONAI baselines on Kvasir-SEG (bench/accuracy.py, ~2 h on 2 CPU cores)"
 	@echo "make label-test - MONAI Label 0.8.5 contract test against a real server (own env, ~5 min cold build)"
 
 $(VENV)/.installed: pyproject.toml constraints.txt
