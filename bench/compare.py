@@ -46,19 +46,23 @@ import contextlib
 import json
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from speed import count_flops, peak_memory_mb, sync_device  # bench/ is sys.path[0] when run as a script
+from speed import (  # bench/ is sys.path[0] when run as a script
+    count_flops,
+    peak_memory_mb,
+    report,
+    run_worker_process,
+    sync_device,
+)
 from torch import nn
 
 __all__ = ["MEASUREMENTS", "MODELS", "build_model", "make_step", "matmul_peak", "main"]
 
-ROOT = Path(__file__).resolve().parents[1]
 MODELS = ("condseg", "stage1", "unet", "attention_unet", "basic_unet", "segresnet")
 # not in the default run: ConDSeg without activation checkpointing, to time the checkpointing's cost round-robin
 EXTRA_MODELS = ("condseg_plain",)
@@ -234,10 +238,8 @@ def _measure_memory(args: argparse.Namespace, name: str) -> dict:
     cmd += ["--no-checkpoint"] if args.no_checkpoint else []
     memory = {}
     for measurement in ("baseline", *MEASUREMENTS):
-        proc = subprocess.run([*cmd, "--worker", measurement], capture_output=True, text=True, cwd=ROOT, check=False)
-        if proc.returncode != 0:
-            raise RuntimeError(f"memory measurement {measurement} of {name} failed:\n{proc.stderr[-3000:]}")
-        memory[measurement] = json.loads(proc.stdout.strip().splitlines()[-1])["peak_mb"]
+        result = run_worker_process([*cmd, "--worker", measurement], f"memory measurement {measurement} of {name}")
+        memory[measurement] = result["peak_mb"]
     return memory
 
 
@@ -330,10 +332,7 @@ def main(argv: list[str] | None = None) -> dict:
             info["models"][name]["peak_memory_mb"] = _measure_memory(args, name)
             print(f"memory done: {name}", file=sys.stderr)
 
-    print(format_tables(info))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(info, indent=2))
+    report(format_tables(info), info, args.out)
     return info
 
 

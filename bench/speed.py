@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-__all__ = ["count_flops", "main", "peak_memory_mb", "sync_device"]
+__all__ = ["count_flops", "main", "peak_memory_mb", "report", "run_worker_process", "sync_device"]
 
 ROOT = Path(__file__).resolve().parents[1]
 MEASUREMENTS = ("baseline", "infer_b1", "infer_b8", "train_b4")
@@ -205,17 +205,31 @@ def main(argv: list[str] | None = None) -> dict:
     base += ["--threads", str(args.threads)] + (["--channels-last"] if args.channels_last else [])
     base += ["--use-checkpoint"] if args.use_checkpoint else []
     for name in args.only:
-        proc = subprocess.run([*base, "--worker", name], capture_output=True, text=True, cwd=ROOT, check=False)
-        if proc.returncode != 0:
-            raise RuntimeError(f"measurement {name} failed:\n{proc.stderr[-3000:]}")
-        info["results"][name] = json.loads(proc.stdout.strip().splitlines()[-1])
+        info["results"][name] = run_worker_process([*base, "--worker", name], f"measurement {name}")
         print(f"done: {name}", file=sys.stderr)
 
-    print(format_table(info))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(info, indent=2))
+    report(format_table(info), info, args.out)
     return info
+
+
+def run_worker_process(cmd: list[str], what: str) -> dict:
+    """Run one measurement in a fresh subprocess (``cmd``) and return the JSON of its last stdout line.
+
+    Raises:
+        RuntimeError: the subprocess failed; the message names ``what`` and ends with its stderr.
+    """
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{what} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def report(table: str, info: dict, out: Path | None) -> None:
+    """Print the markdown ``table`` and, when ``out`` is given, write ``info`` there as JSON."""
+    print(table)
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(info, indent=2))
 
 
 def format_table(info: dict) -> str:
