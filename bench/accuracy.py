@@ -35,7 +35,6 @@ import argparse
 import copy
 import json
 import math
-import os
 import platform
 import statistics
 import sys
@@ -54,6 +53,7 @@ from torch import nn
 from condseg_monai.data import load_datalist, prepare_datalist
 from condseg_monai.engines import ConsistencyInferer, encoder_param_groups
 from condseg_monai.inference.corruptions import corrupt
+from condseg_monai.inference.report import write_json
 from condseg_monai.inference.robustness import robustness_conditions
 from condseg_monai.losses import ConDSegLoss, DiceBCELoss, Stage1Loss
 from condseg_monai.metrics import binary_segmentation_metrics
@@ -101,28 +101,33 @@ def batches(cached: list[dict[str, torch.Tensor]], size: int, batch_size: int, s
             yield {k: convert_to_tensor(batch[k], track_meta=False) for k in ("image", "label")}
 
 
-def _step(model: nn.Module, optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> float:
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
-    return float(loss.detach())
-
-
-def _log(prefix: str, step: int, steps: int, value: float, start: float) -> None:
-    if step == 1 or step % max(1, steps // 10) == 0 or step == steps:
-        print(f"  {prefix} step {step}/{steps}: loss {value:.4f} ({time.perf_counter() - start:.0f} s)", flush=True)
+def _train(
+    prefix: str,
+    model: nn.Module,
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    loss_fn: nn.Module,
+    data: Iterator[dict],
+    steps: int,
+) -> None:
+    """``steps`` optimisation steps of ``loss_fn(forward(image), label)`` on batches from ``data``, with progress."""
+    model.train()
+    start = time.perf_counter()
+    for step in range(1, steps + 1):
+        batch = next(data)
+        loss = loss_fn(forward(batch["image"]), batch["label"])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if step == 1 or step % max(1, steps // 10) == 0 or step == steps:
+            elapsed = time.perf_counter() - start
+            print(f"  {prefix} step {step}/{steps}: loss {float(loss):.4f} ({elapsed:.0f} s)", flush=True)
 
 
 def train_baseline(name: str, data: Iterator[dict], steps: int, lr: float) -> nn.Module:
     """Train MONAI baseline ``name`` for ``steps`` Adam steps with Dice + BCE."""
     model = build_model(name)
-    model.train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    loss_fn, start = DiceBCELoss(), time.perf_counter()
-    for step in range(1, steps + 1):
-        batch = next(data)
-        value = _step(model, optimizer, loss_fn(model(batch["image"]), batch["label"]))
-        _log(name, step, steps, value, start)
+    _train(name, model, model, torch.optim.Adam(model.parameters(), lr=lr), DiceBCELoss(), data, steps)
     return model
 
 
@@ -131,24 +136,14 @@ def train_condseg(
 ) -> nn.Module:
     """Stage 1 for ``stage1_steps``, then Stage 2 (encoder from Stage 1) for the remaining steps."""
     stage1 = ConDSegStage1()
-    stage1.train()
     inferer = ConsistencyInferer(RandIlluminationContrastAugment().set_random_state(seed=seed))
     optimizer = torch.optim.Adam(stage1.parameters(), lr=lr)
-    loss_fn, start = Stage1Loss(), time.perf_counter()
-    for step in range(1, stage1_steps + 1):
-        batch = next(data)
-        value = _step(stage1, optimizer, loss_fn(inferer(batch["image"], stage1), batch["label"]))
-        _log("condseg stage 1", step, stage1_steps, value, start)
+    _train("condseg stage 1", stage1, lambda x: inferer(x, stage1), optimizer, Stage1Loss(), data, stage1_steps)
 
     model = ConDSeg(feature_size=feature_size)
     load_stage1_encoder(model, stage1.state_dict())
-    model.train()
     optimizer = torch.optim.Adam(encoder_param_groups(model, lr, encoder_lr), lr=lr)
-    loss_fn, start = ConDSegLoss(), time.perf_counter()
-    for step in range(1, steps - stage1_steps + 1):
-        batch = next(data)
-        value = _step(model, optimizer, loss_fn(model(batch["image"]), batch["label"]))
-        _log("condseg stage 2", step, steps - stage1_steps, value, start)
+    _train("condseg stage 2", model, model, optimizer, ConDSegLoss(), data, steps - stage1_steps)
     return model
 
 
@@ -191,10 +186,9 @@ def summarise(runs: Sequence[Mapping[str, Any]], models: Sequence[str]) -> str:
         "mean mIoU drop under corruption |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for name in models:
-        rs = [r for r in runs if r["model"] == name]
-        if not rs:
-            continue
+    by_model = {name: [r for r in runs if r["model"] == name] for name in models}
+    by_model = {name: rs for name, rs in by_model.items() if rs}
+    for name, rs in by_model.items():
         clean = [r["val"]["clean"] for r in rs]
         drops = [
             statistics.fmean(v["iou"] - r["val"]["clean"]["iou"] for k, v in r["val"].items() if k != "clean")
@@ -212,26 +206,18 @@ def summarise(runs: Sequence[Mapping[str, Any]], models: Sequence[str]) -> str:
     if keys:
         lines += ["", "mIoU (%) per corruption, mean over seeds:", ""]
         lines += ["| model | clean | " + " | ".join(keys) + " |", "|---|---|" + "---|" * len(keys)]
-        for name in models:
-            rs = [r for r in runs if r["model"] == name]
-            if rs:
-                vals = [statistics.fmean(r["val"][k]["iou"] for r in rs) for k in ["clean", *keys]]
-                lines.append(f"| {LABELS.get(name, name)} | " + " | ".join(f"{100 * v:.1f}" for v in vals) + " |")
+        for name, rs in by_model.items():
+            vals = [statistics.fmean(r["val"][k]["iou"] for r in rs) for k in ["clean", *keys]]
+            lines.append(f"| {LABELS.get(name, name)} | " + " | ".join(f"{100 * v:.1f}" for v in vals) + " |")
     if runs and runs[0].get("cross"):
         lines += ["", "Cross-dataset mIoU / mDSC (%), no training on it:", ""]
-        for name in models:
-            rs = [r for r in runs if r["model"] == name and r.get("cross")]
+        for name, all_rs in by_model.items():
+            rs = [r for r in all_rs if r.get("cross")]
             if rs:
                 iou = _mean_std([r["cross"]["clean"]["iou"] for r in rs])
                 dice = _mean_std([r["cross"]["clean"]["dice"] for r in rs])
                 lines.append(f"- {LABELS.get(name, name)}: {iou} / {dice}")
     return "\n".join(lines)
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(obj, indent=2))
-    os.replace(tmp, path)  # atomic: an interrupted run never leaves a truncated results file
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -322,7 +308,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             runs.append(run)
             clean = run["val"]["clean"]
             print(f"[seed {seed}] {name}: mIoU {100 * clean['iou']:.1f} mDSC {100 * clean['dice']:.1f}", flush=True)
-            _write_json(results_path, {"settings": settings, "environment": environment, "runs": runs})
+            write_json({"settings": settings, "environment": environment, "runs": runs}, results_path)
     table = summarise(runs, args.models)
     (args.out / "results.md").write_text(table + "\n")
     print(table)
