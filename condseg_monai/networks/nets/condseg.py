@@ -67,7 +67,7 @@ class ConDSeg(nn.Module):
         use_checkpoint: activation checkpointing in training of the memory-heavy high-resolution layers (the three
             auxiliary-head branches, the fusion head after its upsampling and ``cdfa1``): their activations are
             recomputed in backward instead of kept. At 256x256, batch 4 this lowers the training peak memory by
-            about 1.6 GB for a few percent more time (docs/benchmarks.md). Outputs, gradients and BatchNorm
+            about 1.5 GB for a few percent more time (docs/benchmarks.md). Outputs, gradients and BatchNorm
             statistics are unchanged. No effect in eval mode or without gradients. A plain bool attribute.
 
     Raises:
