@@ -4,37 +4,63 @@
 
 from __future__ import annotations
 
-from condseg_monai.data.checks import MAX_AMBIGUOUS_FRACTION, Problem, check_datalist, check_pair, validate_datalist
+from condseg_monai.data.checks import (
+    MAX_AMBIGUOUS_FRACTION,
+    Problem,
+    check_datalist,
+    check_image,
+    check_pair,
+    validate_datalist,
+    validate_unlabeled,
+)
 from condseg_monai.data.datalist import (
     SPLITS,
+    UNLABELED,
     Datalist,
     DatalistEntry,
     DatasetSettings,
+    UnlabeledEntry,
     load_datalist,
     read_datalist,
     write_datalist,
 )
 from condseg_monai.data.demo import generate_demo_dataset, make_demo_pair
 from condseg_monai.data.image_writer import PILWriterHW
-from condseg_monai.data.prepare import DATASETS, PrepareError, prepare_datalist
+from condseg_monai.data.prepare import (
+    DATASETS,
+    IMAGE_EXTENSIONS,
+    PrepareError,
+    add_unlabeled,
+    keep_labeled,
+    labeled_budget_size,
+    prepare_datalist,
+)
 
 __all__ = [
     "DATASETS",
+    "IMAGE_EXTENSIONS",
     "MAX_AMBIGUOUS_FRACTION",
     "SPLITS",
+    "UNLABELED",
     "Datalist",
     "DatalistEntry",
     "DatasetSettings",
     "PILWriterHW",
     "PrepareError",
     "Problem",
+    "UnlabeledEntry",
+    "add_unlabeled",
     "check_datalist",
+    "check_image",
     "check_pair",
     "generate_demo_dataset",
+    "keep_labeled",
+    "labeled_budget_size",
     "load_datalist",
     "make_demo_pair",
     "prepare_datalist",
     "read_datalist",
     "validate_datalist",
+    "validate_unlabeled",
     "write_datalist",
 ]

@@ -7,10 +7,18 @@ their sizes agree; the mask is binary or binarisable (a soft map or a photo used
 all-background or all-foreground mask a warning). Across entries: the same image twice within a split, or
 in training and in validation/test (leakage), is an error; a validation/test overlap is an error unless the
 two splits are identical (the paper's protocol for Kvasir-SEG, GlaS and ISIC-2016, reported as a warning).
+
+Unlabeled images (the optional ``unlabeled`` list): each must exist and decode completely (the same check as
+a labeled image); the same image twice in ``unlabeled`` is an error, and so is an unlabeled image that is also
+an image of ``training``/``validation``/``test``, found by real path (symlinks resolved) or by identical file
+content (hashed only for files whose byte size equals that of a file of the other group, so it costs almost
+nothing). An ``unlabeled`` list that is present but has no usable image is an error; semi-supervised training
+(``require_unlabeled``) needs at least one usable unlabeled image.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from collections.abc import Sequence
@@ -21,7 +29,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageChops
 
-from condseg_monai.data.datalist import SPLITS, read_datalist, resolve_entry
+from condseg_monai.data.datalist import SPLITS, UNLABELED, Datalist, read_datalist, resolve_entry
 from condseg_monai.transforms.readers import (
     binarize_mask,
     default_mask_threshold,
@@ -31,7 +39,15 @@ from condseg_monai.transforms.readers import (
     mask_values_from_pil,
 )
 
-__all__ = ["MAX_AMBIGUOUS_FRACTION", "Problem", "check_datalist", "check_pair", "validate_datalist"]
+__all__ = [
+    "MAX_AMBIGUOUS_FRACTION",
+    "Problem",
+    "check_datalist",
+    "check_image",
+    "check_pair",
+    "validate_datalist",
+    "validate_unlabeled",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +56,7 @@ logger = logging.getLogger(__name__)
 # soft probability maps and photos used as masks have many.
 MAX_AMBIGUOUS_FRACTION = 0.02
 _RGB_MODES = ("RGB", "RGBA", "RGBX", "RGBa", "CMYK", "YCbCr", "LAB", "HSV")
+_MAX_NAMED = 20  # files named in one summary message (each bad file also has its own problem)
 
 
 @dataclass(frozen=True)
@@ -196,6 +213,13 @@ def check_pair(image: str, label: str) -> list[Problem]:
     return problems
 
 
+def check_image(image: str) -> list[Problem]:
+    """Check one image without a mask (existence, complete decoding), exactly as the image of a pair."""
+    problems: list[Problem] = []
+    _open_checked(image, "image", problems)
+    return problems
+
+
 def _overlap_problems(entries: dict[str, list[tuple[int, str]]], datalist: str) -> list[Problem]:
     """Duplicates within a split and overlaps between splits (by resolved image path)."""
     problems: list[Problem] = []
@@ -245,55 +269,206 @@ def _overlap_problems(entries: dict[str, list[tuple[int, str]]], datalist: str) 
     return problems
 
 
-def check_datalist(path: str | Path, splits: Sequence[str] | None = None, workers: int | None = None) -> list[Problem]:
+def _real(path: str) -> str:
+    return os.path.normcase(os.path.realpath(path))
+
+
+def _digest(path: str) -> str | None:
+    try:
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:  # hashlib.file_digest needs Python 3.11
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+        return digest.hexdigest()
+    except OSError:
+        return None
+
+
+def _size(path: str) -> int | None:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return None
+
+
+def _names(files: Sequence[str]) -> str:
+    more = f" and {len(files) - _MAX_NAMED} more" if len(files) > _MAX_NAMED else ""
+    return ", ".join(f"'{f}'" for f in files[:_MAX_NAMED]) + more
+
+
+def _same_content(unlabeled: list[str], labeled: dict[str, tuple[str, int]]) -> dict[int, tuple[str, str, int]]:
+    """Unlabeled indices whose file has the same bytes as a labeled image: index -> (file, split, index)."""
+    by_size: dict[int, list[str]] = {}
+    for image in labeled:
+        size = _size(image)
+        if size:
+            by_size.setdefault(size, []).append(image)
+    digests: dict[str, str | None] = {}
+    found: dict[int, tuple[str, str, int]] = {}
+    for idx, image in enumerate(unlabeled):
+        candidates = by_size.get(_size(image) or -1, [])
+        if not candidates:
+            continue
+        digest = digests.setdefault(image, _digest(image))
+        for other in candidates:
+            if digest is not None and digests.setdefault(other, _digest(other)) == digest:
+                found[idx] = (other, *labeled[other])
+                break
+    return found
+
+
+def _unlabeled_problems(
+    datalist: Datalist, path: Path, pool: ThreadPoolExecutor, require: bool
+) -> tuple[list[Problem], int]:
+    """Problems of the ``unlabeled`` list and its number of usable images (readable, not duplicated, not labeled)."""
+    base = path.resolve().parent
+    images = [resolve_entry(e, base)["image"] for e in datalist.unlabeled]
+    problems: list[Problem] = []
+    bad: set[int] = set()
+    for idx, found in enumerate(pool.map(check_image, images)):
+        problems += [Problem(p.severity, p.file, p.message, UNLABELED, idx) for p in found]
+        if any(p.severity == "error" for p in found):
+            bad.add(idx)
+    labeled: dict[str, tuple[str, int]] = {}
+    for split in SPLITS:
+        for idx, entry in enumerate(datalist.split(split)):
+            labeled.setdefault(_real(resolve_entry(entry, base)["image"]), (split, idx))
+    first: dict[str, int] = {}
+    for idx, image in enumerate(images):
+        real = _real(image)
+        if real in labeled:
+            split, where = labeled[real]
+            problems.append(
+                Problem("error", image, f"unlabeled image is also labeled ({split} entry {where})", UNLABELED, idx)
+            )
+            bad.add(idx)
+        elif real in first:
+            problems.append(
+                Problem("error", image, f"duplicate: same file as unlabeled entry {first[real]}", UNLABELED, idx)
+            )
+            bad.add(idx)
+        else:
+            first[real] = idx
+    for idx, (other, split, where) in _same_content(images, labeled).items():
+        if idx not in bad:
+            message = f"unlabeled image has the same content as labeled image '{other}' ({split} entry {where})"
+            problems.append(Problem("error", images[idx], message, UNLABELED, idx))
+            bad.add(idx)
+    usable = len(images) - len(bad)
+    if usable == 0:
+        listed = (
+            f"{len(images)} listed, none usable: {_names([images[i] for i in sorted(bad)])}"
+            if images
+            else "it is empty"
+        )
+        if require:
+            message = (
+                f"semi-supervised training is on, but datalist '{path}' has no usable 'unlabeled' images ({listed})"
+            )
+            problems.append(Problem("error", str(path), message))
+        elif UNLABELED in datalist.model_fields_set:
+            problems.append(Problem("error", str(path), f"the 'unlabeled' list has no usable image ({listed})"))
+    return problems, usable
+
+
+def check_datalist(
+    path: str | Path,
+    splits: Sequence[str] | None = None,
+    workers: int | None = None,
+    require_unlabeled: bool = False,
+) -> list[Problem]:
     """Check every entry of a datalist and return all problems (empty list: all good).
 
     Args:
         path: datalist JSON.
-        splits: splits to check (default: all of ``training``, ``validation``, ``test``).
+        splits: splits to check, among ``training``, ``validation``, ``test`` and ``unlabeled`` (default: all).
+            Unlabeled images are always compared with the images of all labeled splits.
         workers: decoding threads (default ``min(8, 2 * os.cpu_count())``; PIL releases the GIL while decoding).
+        require_unlabeled: semi-supervised training: at least one usable unlabeled image is needed (an error
+            otherwise, also when the datalist has no ``unlabeled`` list); implies checking ``unlabeled``.
 
     Returns:
         problems, errors first, in datalist order.
     """
-    path = Path(path)
+    problems, _ = _check(Path(path), splits, workers, require_unlabeled)
+    return problems
+
+
+def _check(
+    path: Path, splits: Sequence[str] | None, workers: int | None, require_unlabeled: bool
+) -> tuple[list[Problem], int]:
+    """:func:`check_datalist`, also returning the number of usable unlabeled images."""
     try:
         datalist = read_datalist(path)
     except (FileNotFoundError, ValueError) as e:
-        return [Problem("error", str(path), str(e))]
-    chosen = list(SPLITS if splits is None else splits)
-    unknown = [s for s in chosen if s not in SPLITS]
+        return [Problem("error", str(path), str(e))], 0
+    chosen = list((*SPLITS, UNLABELED) if splits is None else splits)
+    unknown = [s for s in chosen if s not in (*SPLITS, UNLABELED)]
     if unknown:
-        raise ValueError(f"unknown split(s) {unknown}; expected a subset of {SPLITS}.")
+        raise ValueError(f"unknown split(s) {unknown}; expected a subset of {(*SPLITS, UNLABELED)}.")
+    labeled = [s for s in chosen if s in SPLITS]
+    with_unlabeled = UNLABELED in chosen or require_unlabeled
     base = path.resolve().parent
     jobs: list[tuple[str, int, dict]] = [
-        (split, idx, resolve_entry(entry, base)) for split in chosen for idx, entry in enumerate(datalist.split(split))
+        (split, idx, resolve_entry(entry, base)) for split in labeled for idx, entry in enumerate(datalist.split(split))
     ]
     problems: list[Problem] = []
-    if not jobs:
-        problems.append(Problem("error", str(path), f"no entries in split(s) {chosen}"))
+    if not jobs and (labeled or not with_unlabeled):
+        problems.append(Problem("error", str(path), f"no entries in split(s) {labeled}"))
     workers = workers or min(8, 2 * (os.cpu_count() or 1))
+    usable, found = 0, []
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         results = list(pool.map(lambda job: check_pair(job[2]["image"], job[2]["label"]), jobs))
-    for (split, idx, _), found in zip(jobs, results):
-        problems += [Problem(p.severity, p.file, p.message, split, idx) for p in found]
+        if with_unlabeled:
+            found, usable = _unlabeled_problems(datalist, path, pool, require_unlabeled)
+    for (split, idx, _), found_pair in zip(jobs, results):
+        problems += [Problem(p.severity, p.file, p.message, split, idx) for p in found_pair]
     entries: dict[str, list[tuple[int, str]]] = {}
     for split, idx, entry in jobs:
         entries.setdefault(split, []).append((idx, entry["image"]))
     problems += _overlap_problems(entries, str(path))
-    return sorted(problems, key=lambda p: p.severity != "error")
+    problems += found
+    return sorted(problems, key=lambda p: p.severity != "error"), usable
 
 
-def validate_datalist(path: str | Path, splits: Sequence[str] | None = None) -> None:
-    """Run :func:`check_datalist`; log warnings, and raise if there is any error.
-
-    Raises:
-        ValueError: listing every problem (errors and warnings), one per line.
-    """
-    problems = check_datalist(path, splits)
+def _raise_or_log(path: str | Path, problems: list[Problem]) -> None:
     errors = [p for p in problems if p.severity == "error"]
     if errors:
         listing = "\n".join(f"  {p}" for p in problems)
         raise ValueError(f"datalist '{path}' has {len(errors)} error(s):\n{listing}")
     for p in problems:
         logger.warning(str(p))
+
+
+def validate_datalist(path: str | Path, splits: Sequence[str] | None = None, require_unlabeled: bool = False) -> None:
+    """Run :func:`check_datalist`; log warnings, and raise if there is any error.
+
+    Args:
+        path: datalist JSON.
+        splits: as for :func:`check_datalist` (default: all, ``unlabeled`` included).
+        require_unlabeled: semi-supervised training is on: also fail without a usable unlabeled image.
+
+    Raises:
+        ValueError: listing every problem (errors and warnings), one per line.
+    """
+    _raise_or_log(path, check_datalist(path, splits, require_unlabeled=require_unlabeled))
+
+
+def validate_unlabeled(datalist_path: str | Path, required: bool) -> int:
+    """Check only the ``unlabeled`` list (against the labeled images too); log warnings, raise on errors.
+
+    Args:
+        datalist_path: datalist JSON.
+        required: semi-supervised training is on: at least one usable unlabeled image is needed. When False,
+            a datalist without an ``unlabeled`` key passes (0 is returned).
+
+    Returns:
+        the number of usable unlabeled images.
+
+    Raises:
+        ValueError: listing every problem, one per line (the datalist unreadable, bad unlabeled files, or no
+            usable unlabeled image while ``required``).
+    """
+    problems, usable = _check(Path(datalist_path), [UNLABELED], None, required)
+    _raise_or_log(datalist_path, problems)
+    return usable

@@ -8,8 +8,13 @@ Example::
       "name": "kvasir-seg", "seed": 0,
       "training":   [{"image": "images/a.jpg", "label": "masks/a.jpg"}, ...],
       "validation": [...],
-      "test":       [...]
+      "test":       [...],
+      "unlabeled":  [{"image": "unlabeled/c.jpg"}, ...]
     }
+
+``unlabeled`` (optional) lists images without a mask, for semi-supervised training; :data:`SPLITS` are the
+labeled splits only. A ``label_budget`` object records how a label-scarce datalist was derived (see
+:func:`condseg_monai.data.keep_labeled`).
 
 Relative paths are relative to the folder holding the JSON file, exactly as
 ``monai.data.load_decathlon_datalist(path, data_list_key=split, base_dir=folder)`` resolves them.
@@ -27,9 +32,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 __all__ = [
     "SPLITS",
+    "UNLABELED",
     "Datalist",
     "DatalistEntry",
     "DatasetSettings",
+    "UnlabeledEntry",
     "load_datalist",
     "read_datalist",
     "resolve_entry",
@@ -37,6 +44,8 @@ __all__ = [
 ]
 
 SPLITS: tuple[str, ...] = ("training", "validation", "test")
+# key of the list of images without masks; deliberately not in SPLITS, which are the labeled splits
+UNLABELED = "unlabeled"
 
 
 class DatalistEntry(BaseModel):
@@ -46,6 +55,14 @@ class DatalistEntry(BaseModel):
 
     image: str = Field(min_length=1, description="image file, absolute or relative to the datalist folder")
     label: str = Field(min_length=1, description="mask file, absolute or relative to the datalist folder")
+
+
+class UnlabeledEntry(BaseModel):
+    """One image without a mask (extra keys are kept, e.g. an ``id``)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    image: str = Field(min_length=1, description="image file, absolute or relative to the datalist folder")
 
 
 class Datalist(BaseModel):
@@ -59,11 +76,13 @@ class Datalist(BaseModel):
     training: list[DatalistEntry] = Field(default_factory=list)
     validation: list[DatalistEntry] = Field(default_factory=list)
     test: list[DatalistEntry] = Field(default_factory=list)
+    unlabeled: list[UnlabeledEntry] = Field(default_factory=list)
+    label_budget: dict[str, Any] | None = None
 
-    def split(self, name: str) -> list[DatalistEntry]:
-        """Entries of split ``name`` (one of :data:`SPLITS`)."""
-        if name not in SPLITS:
-            raise ValueError(f"unknown split {name!r}; expected one of {SPLITS}.")
+    def split(self, name: str) -> list[DatalistEntry] | list[UnlabeledEntry]:
+        """Entries of split ``name`` (one of :data:`SPLITS`, or :data:`UNLABELED`)."""
+        if name not in (*SPLITS, UNLABELED):
+            raise ValueError(f"unknown split {name!r}; expected one of {(*SPLITS, UNLABELED)}.")
         return getattr(self, name)
 
     def counts(self) -> dict[str, int]:
@@ -119,28 +138,32 @@ def read_datalist(path: str | Path) -> Datalist:
         raise ValueError(f"datalist '{path}' is malformed: {details}") from e
 
 
-def resolve_entry(entry: DatalistEntry, base_dir: str | Path) -> dict[str, Any]:
-    """Return the entry as a dict with ``image``/``label`` made absolute against ``base_dir``."""
+def resolve_entry(entry: DatalistEntry | UnlabeledEntry, base_dir: str | Path) -> dict[str, Any]:
+    """Return the entry as a dict with ``image`` (and ``label``, if any) made absolute against ``base_dir``."""
     d = entry.model_dump()
     for key in ("image", "label"):
-        d[key] = os.path.normpath(os.path.join(str(base_dir), d[key]))
+        if key in d:
+            d[key] = os.path.normpath(os.path.join(str(base_dir), d[key]))
     return d
 
 
-def load_datalist(path: str | Path, split: str, required: bool = True) -> list[dict[str, Any]]:
+def load_datalist(path: str | Path, split: str, required: bool | None = None) -> list[dict[str, Any]]:
     """Load one split as MONAI data dicts with absolute paths (for ``Dataset(data=...)`` in configs).
 
     Args:
         path: datalist JSON.
-        split: ``"training"``, ``"validation"`` or ``"test"``.
-        required: raise if the split is empty.
+        split: ``"training"``, ``"validation"``, ``"test"`` or ``"unlabeled"`` (``{"image": ...}`` dicts).
+        required: raise if the split is empty. Default: True for the labeled splits, False for
+            ``"unlabeled"`` (an absent ``unlabeled`` list gives ``[]``).
 
     Raises:
         FileNotFoundError: missing datalist file.
         ValueError: unknown split, malformed file, or empty split when ``required``.
     """
-    if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}.")
+    if split not in (*SPLITS, UNLABELED):
+        raise ValueError(f"unknown split {split!r}; expected one of {(*SPLITS, UNLABELED)}.")
+    if required is None:
+        required = split != UNLABELED
     path = Path(path)
     entries = read_datalist(path).split(split)
     if required and not entries:
@@ -153,7 +176,12 @@ def write_datalist(datalist: Datalist, path: str | Path) -> Path:
     """Write ``datalist`` to ``path`` atomically (temporary file in the same folder + ``os.replace``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(datalist.model_dump(exclude_none=True), indent=2) + "\n"
+    data = datalist.model_dump(exclude_none=True)
+    if not data.get(UNLABELED):
+        # an empty list is left out: labeled-only datalists stay as they were, and a present but empty
+        # ``unlabeled`` list is reported by the checks as a mistake
+        data.pop(UNLABELED, None)
+    text = json.dumps(data, indent=2) + "\n"
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:

@@ -2,6 +2,10 @@
 # Licensed under the Apache License, Version 2.0
 """Build datalists from the raw layouts of the public datasets (see ``docs/datasets.md``).
 
+Then, optionally: :func:`add_unlabeled` lists the images of extra folders as ``unlabeled``, and
+:func:`keep_labeled` keeps a seeded subset of the training pairs labeled and moves the other training images
+to ``unlabeled`` (a label-scarce setting reproduced from a fully labeled dataset).
+
 Supported: ``kvasir-seg``, ``kvasir-sessile``, ``glas``, ``isic2016``, ``isic2017`` and ``folder`` (any
 ``images/`` + ``masks/`` pair of folders matched by file stem). Splits follow the paper (section 4.3 of the
 implementation reference); where the paper evaluates on its validation set, ``test`` repeats ``validation``.
@@ -9,6 +13,7 @@ implementation reference); where the paper evaluates on its validation set, ``te
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import re
@@ -16,8 +21,9 @@ import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from condseg_monai.data.datalist import SPLITS, Datalist, DatalistEntry, write_datalist
+from condseg_monai.data.datalist import SPLITS, Datalist, DatalistEntry, UnlabeledEntry, write_datalist
 
 __all__ = [
     "DATASETS",
@@ -25,7 +31,10 @@ __all__ = [
     "MASK_SUFFIXES",
     "Pair",
     "PrepareError",
+    "add_unlabeled",
     "file_stem",
+    "keep_labeled",
+    "labeled_budget_size",
     "match_pairs",
     "prepare_datalist",
     "proportional_counts",
@@ -310,17 +319,140 @@ def _folder(
     return {"training": train, "validation": val, "test": test}
 
 
-def _entry(pair: Pair, base: Path, relative: bool) -> DatalistEntry:
-    def fmt(p: Path) -> str:
-        p = p.resolve()
-        if relative:
-            try:
-                return Path(os.path.relpath(p, base)).as_posix()
-            except ValueError:  # e.g. another drive on Windows
-                return str(p)
-        return str(p)
+def _fmt_path(p: Path, base: Path, relative: bool) -> str:
+    p = p.resolve()
+    if relative:
+        try:
+            return Path(os.path.relpath(p, base)).as_posix()
+        except ValueError:  # e.g. another drive on Windows
+            return str(p)
+    return str(p)
 
-    return DatalistEntry(image=fmt(pair.image), label=fmt(pair.label))
+
+def _entry(pair: Pair, base: Path, relative: bool) -> DatalistEntry:
+    return DatalistEntry(image=_fmt_path(pair.image, base, relative), label=_fmt_path(pair.label, base, relative))
+
+
+def labeled_budget_size(n: int, count: int | None = None, fraction: float | None = None) -> int:
+    """Number of training pairs that :func:`keep_labeled` keeps out of ``n``.
+
+    ``count`` is taken as is; ``fraction`` gives ``floor(n * fraction + 0.5)`` (half rounds up, unlike
+    Python's ``round``), at least 1.
+
+    Raises:
+        ValueError: both or neither of ``count``/``fraction``; ``count`` not in ``1..n``; ``fraction`` not in
+            ``(0, 1]``; no training pairs.
+    """
+    if (count is None) == (fraction is None):
+        raise ValueError("give exactly one of count (labeled pairs) and fraction (of the training pairs).")
+    if n < 1:
+        raise ValueError("the datalist has no training pairs to keep labeled.")
+    if count is not None:
+        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= n:
+            raise ValueError(f"labeled count must be an integer in 1..{n} (the training pairs), got {count!r}.")
+        return count
+    if not isinstance(fraction, (int, float)) or isinstance(fraction, bool) or not 0.0 < fraction <= 1.0:
+        raise ValueError(f"labeled fraction must be in (0, 1], got {fraction!r}.")
+    # the small epsilon absorbs binary rounding (e.g. 0.1 * 880 = 88.00000000000001 or 87.99999...)
+    return min(n, max(1, math.floor(n * fraction + 0.5 + 1e-9)))
+
+
+def keep_labeled(
+    datalist: Datalist, count: int | None = None, fraction: float | None = None, seed: int = 0
+) -> Datalist:
+    """Keep a seeded subset of the training pairs labeled; move the other training images to ``unlabeled``.
+
+    Rule: the indices ``0..n-1`` of the ``n`` training entries are shuffled with ``random.Random(seed)``; the
+    first ``k`` (:func:`labeled_count`) stay labeled, in their original order; the others are appended to
+    ``unlabeled`` in their original order, without their ``label`` (other keys, e.g. an ``id``, are kept).
+    Budgets of one seed are nested: the pairs kept for ``k`` are among those kept for any larger ``k``.
+    ``validation``, ``test`` and existing ``unlabeled`` entries are untouched. What was done is recorded in
+    ``label_budget`` (an earlier budget is kept under ``label_budget["previous"]``).
+
+    Args:
+        datalist: a datalist (not modified).
+        count: number of training pairs kept labeled.
+        fraction: fraction of the training pairs kept labeled, in ``(0, 1]``.
+        seed: shuffle seed.
+
+    Returns:
+        the new datalist.
+
+    Raises:
+        ValueError: see :func:`labeled_count`.
+    """
+    n = len(datalist.training)
+    k = labeled_budget_size(n, count, fraction)
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    kept = set(order[:k])
+    out = datalist.model_copy(deep=True)
+    moved = [
+        UnlabeledEntry.model_validate(e.model_dump(exclude={"label"}))
+        for i, e in enumerate(out.training)
+        if i not in kept
+    ]
+    out.training = [e for i, e in enumerate(out.training) if i in kept]
+    out.unlabeled = out.unlabeled + moved
+    budget: dict[str, Any] = {
+        "labeled": k,
+        "training_pairs": n,
+        "moved_to_unlabeled": n - k,
+        "count": count,
+        "fraction": fraction,
+        "seed": seed,
+        "rule": "random.Random(seed).shuffle(range(training_pairs)); the first `labeled` indices stay labeled",
+        "source": datalist.name,
+    }
+    if datalist.label_budget is not None:
+        budget["previous"] = datalist.label_budget
+    out.label_budget = {key: v for key, v in budget.items() if v is not None}
+    return out
+
+
+def add_unlabeled(
+    datalist: Datalist,
+    folder: str | Path,
+    base_dir: str | Path | None = None,
+    relative: bool = True,
+    extensions: Sequence[str] = IMAGE_EXTENSIONS,
+) -> Datalist:
+    """Append every image file of ``folder`` (not its sub-folders; hidden files skipped) to ``unlabeled``.
+
+    Files are taken in natural name order; files with other extensions are ignored.
+
+    Args:
+        datalist: a datalist (not modified).
+        folder: folder of unlabeled images.
+        base_dir: folder of the datalist JSON: paths are written relative to it (if ``relative``) and the
+            datalist's own relative paths are resolved against it. Default: the current folder.
+        relative: write paths relative to ``base_dir`` (else absolute).
+        extensions: file name endings taken as images (default :data:`IMAGE_EXTENSIONS`).
+
+    Returns:
+        the new datalist.
+
+    Raises:
+        PrepareError: ``folder`` is not a folder, holds no image file, or holds images that the datalist
+            already lists (labeled or unlabeled); the message lists them.
+    """
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        raise PrepareError(f"unlabeled image folder '{folder}' is not a folder.")
+    files = _list_files(folder, extensions)
+    if not files:
+        raise PrepareError(f"unlabeled image folder '{folder}' holds no image file ({', '.join(extensions)}).")
+    base = Path(base_dir if base_dir is not None else os.getcwd()).expanduser().resolve()
+    listed = {
+        os.path.normcase(os.path.realpath(base / e.image))
+        for e in (*datalist.training, *datalist.validation, *datalist.test, *datalist.unlabeled)
+    }
+    already = [f for f in files if os.path.normcase(os.path.realpath(f)) in listed]
+    if already:
+        raise PrepareError(f"images of '{folder}' are already in the datalist:{_listing(already)}")
+    out = datalist.model_copy(deep=True)
+    out.unlabeled = out.unlabeled + [UnlabeledEntry(image=_fmt_path(f, base, relative)) for f in files]
+    return out
 
 
 def prepare_datalist(
@@ -334,8 +466,15 @@ def prepare_datalist(
     val_count: int | None = None,
     test_count: int | None = None,
     allow_unpaired: bool = False,
+    unlabeled_dirs: Sequence[str | Path] = (),
+    labeled_count: int | None = None,
+    labeled_fraction: float | None = None,
 ) -> Datalist:
     """Scan a raw dataset folder and write its datalist JSON atomically.
+
+    After the dataset's normal split, ``labeled_count``/``labeled_fraction`` apply :func:`keep_labeled`
+    (with ``seed``), then the images of each of ``unlabeled_dirs`` are appended to ``unlabeled``
+    (:func:`add_unlabeled`).
 
     Args:
         dataset: one of :data:`DATASETS`.
@@ -348,6 +487,10 @@ def prepare_datalist(
         val_count: ``folder`` only: exact validation size.
         test_count: ``folder`` only: exact test size.
         allow_unpaired: warn and skip images/masks without a partner instead of raising.
+        unlabeled_dirs: folders of extra images without masks.
+        labeled_count: keep only this many training pairs labeled (the other training images become unlabeled).
+        labeled_fraction: keep only this fraction of the training pairs labeled (rounded as in
+            :func:`labeled_budget_size`).
 
     Returns:
         the datalist that was written.
@@ -375,5 +518,9 @@ def prepare_datalist(
         seed=seed,
         **{s: [_entry(p, base, relative) for p in splits.get(s, [])] for s in SPLITS},
     )
+    if labeled_count is not None or labeled_fraction is not None:
+        datalist = keep_labeled(datalist, labeled_count, labeled_fraction, seed)
+    for folder in unlabeled_dirs:
+        datalist = add_unlabeled(datalist, folder, base, relative)
     write_datalist(datalist, out)
     return datalist
