@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from condseg_monai.data import check_datalist, load_datalist, prepare_datalist
+from condseg_monai.data import check_datalist, load_datalist, prepare_datalist, validate_unlabeled
 from condseg_monai.transforms import condseg_eval_transforms, condseg_train_transforms
 
 pytestmark = pytest.mark.slow
@@ -50,3 +50,20 @@ def test_isic_sample(shared_data: Path, tmp_path: Path) -> None:
     assert sample["image"].shape == (3, 45, 60)
     assert 0.0 < float(sample["label"].mean()) < 1.0
     assert torch.all((sample["image"] >= 0) & (sample["image"] <= 1))
+
+
+def test_kvasir_seg_ten_percent_labels(shared_data: Path, tmp_path: Path) -> None:
+    """The documented label-scarce recipe: the 800/80 split, 80 training pairs labeled, 720 unlabeled."""
+    root = shared_data / "kvasir-seg"
+    if not root.is_dir():
+        pytest.skip(f"{root} not found")
+    full = prepare_datalist("folder", root, tmp_path / "kvasir.json", seed=0, val_count=80)
+    out = tmp_path / "kvasir_10.json"
+    dl = prepare_datalist("folder", root, out, seed=0, val_count=80, labeled_fraction=0.1)
+    assert dl.counts() == {"training": 80, "validation": 80, "test": 0} and len(dl.unlabeled) == 720
+    assert dl.validation == full.validation  # validation untouched
+    assert {e.image for e in dl.training} | {e.image for e in dl.unlabeled} == {e.image for e in full.training}
+    again = prepare_datalist("folder", root, tmp_path / "again.json", seed=0, val_count=80, labeled_fraction=0.1)
+    assert again == dl  # reproducible
+    # the unlabeled list only (720 JPEG decodes at 1/8 scale; compared with the labeled images by path and content)
+    assert validate_unlabeled(out, required=True) == 720

@@ -334,3 +334,109 @@ def test_add_unlabeled_errors_name_the_files(tmp_path: Path) -> None:
     _image(tmp_path / "images" / "new.png")
     with pytest.raises(PrepareError, match=r"already in the datalist:\n  .*images/0\.png$"):
         add_unlabeled(_datalist(1), tmp_path / "images", base_dir=tmp_path)
+
+
+# --- prepare, command line, demo ------------------------------------------------------------------------------
+
+
+def _raw_folder(tmp_path: Path, pair_writer, n: int = 10) -> Path:
+    raw = tmp_path / "raw"
+    for i in range(n):
+        img, _ = pair_writer(raw, f"case{i}")
+        _image(img, 20 + i)  # distinct contents, so no image is a copy of another
+    return raw
+
+
+def test_prepare_with_budget_and_unlabeled_dirs(tmp_path: Path, pair_writer) -> None:
+    from condseg_monai.data import prepare_datalist
+
+    raw = _raw_folder(tmp_path, pair_writer)
+    for i in range(2):
+        _image(tmp_path / "pool" / f"u{i}.png", 200 + i)
+    _image(tmp_path / "pool2" / "w.jpg", 230)
+    full = prepare_datalist("folder", raw, tmp_path / "full.json", seed=0, val_count=2)
+    out = tmp_path / "lists" / "scarce.json"
+    dl = prepare_datalist(
+        "folder",
+        raw,
+        out,
+        seed=0,
+        val_count=2,
+        labeled_fraction=0.25,
+        unlabeled_dirs=[tmp_path / "pool", tmp_path / "pool2"],
+    )
+    assert full.counts() == {"training": 8, "validation": 2, "test": 0}
+    assert dl.counts() == {"training": 2, "validation": 2, "test": 0}
+    assert len(dl.unlabeled) == 6 + 3
+    assert [e.image for e in dl.unlabeled[-3:]] == ["../pool/u0.png", "../pool/u1.png", "../pool2/w.jpg"]
+    assert dl.label_budget["labeled"] == 2 and dl.label_budget["seed"] == 0 and dl.label_budget["source"] == "folder"
+    assert read_datalist(out) == dl
+    # validation untouched, the moved images are the other training images
+    val = [os.path.basename(e.image) for e in dl.validation]
+    assert val == [os.path.basename(e.image) for e in full.validation]
+    train_all = {os.path.basename(e.image) for e in full.training}
+    moved = {os.path.basename(e.image) for e in dl.unlabeled[:6]}
+    assert moved | {os.path.basename(e.image) for e in dl.training} == train_all
+    assert check_datalist(out) == []
+    validate_unlabeled(out, required=True)
+    items = load_datalist(out, UNLABELED)
+    assert all(Path(d["image"]).is_file() and set(d) == {"image"} for d in items)
+    with pytest.raises(PrepareError, match="already in the datalist"):
+        prepare_datalist("folder", raw, tmp_path / "x.json", val_count=2, unlabeled_dirs=[raw / "images"])
+
+
+def test_cli_prepare_budget_and_check(tmp_path: Path, pair_writer, capsys) -> None:
+    from condseg_monai.data.cli import main
+
+    raw = _raw_folder(tmp_path, pair_writer)
+    _image(tmp_path / "pool" / "u0.png", 201)
+    out = tmp_path / "dl.json"
+    argv = ["prepare", "folder", "--root", str(raw), "--out", str(out), "--val-count", "2", "--seed", "3"]
+    assert main([*argv, "--labeled-count", "3", "--unlabeled-dir", str(tmp_path / "pool")]) == 0
+    printed = capsys.readouterr().out
+    assert "training 3, validation 2, test 0, unlabeled 6 (labeled 3 of 8 training pairs, seed 3)" in printed
+    assert main(["check", str(out), "--require-unlabeled"]) == 0
+    assert "unlabeled 6" in capsys.readouterr().out
+    assert main([*argv, "--labeled-fraction", "1.5"]) == 1
+    assert "labeled fraction must be in (0, 1], got 1.5" in capsys.readouterr().err
+    assert main([*argv, "--labeled-count", "9"]) == 1
+    assert "integer in 1..8" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # mutually exclusive
+        main([*argv, "--labeled-count", "2", "--labeled-fraction", "0.5"])
+    capsys.readouterr()
+    # a labeled-only datalist fails the semi-supervised check, naming the datalist
+    assert main([*argv]) == 0
+    capsys.readouterr()
+    assert main(["check", str(out), "--require-unlabeled"]) == 1
+    assert f"semi-supervised training is on, but datalist '{out}'" in capsys.readouterr().out
+    # an unlabeled image that is also labeled, named by the check
+    obj = json.loads(out.read_text())
+    obj[UNLABELED] = [{"image": obj["validation"][0]["image"]}]
+    _write(out, obj)
+    assert main(["check", str(out), "--splits", UNLABELED]) == 1
+    found = capsys.readouterr().out
+    assert (
+        f"'{tmp_path / obj['validation'][0]['image']}': unlabeled image is also labeled (validation entry 0)" in found
+    )
+
+
+def test_demo_with_unlabeled_images(tmp_path: Path) -> None:
+    from condseg_monai.data import generate_demo_dataset
+
+    plain = generate_demo_dataset(tmp_path / "plain", num_train=2, num_val=1, num_test=0, image_size=32)
+    assert UNLABELED not in json.loads(plain.read_text())
+    assert json.loads(plain.read_text())["demo_settings"]["num"] == [2, 1, 0]  # as before: folders stay valid
+    path = generate_demo_dataset(tmp_path / "semi", num_train=2, num_val=1, num_test=0, image_size=32, num_unlabeled=3)
+    dl = read_datalist(path)
+    assert [e.image for e in dl.unlabeled] == [f"unlabeled/demo_{i:04d}.png" for i in range(3, 6)]
+    assert not (tmp_path / "semi" / "masks" / "demo_0003.png").exists()
+    assert (tmp_path / "semi" / "images" / "demo_0000.png").read_bytes() == (
+        tmp_path / "plain" / "images" / "demo_0000.png"
+    ).read_bytes()  # the labeled pairs do not depend on num_unlabeled
+    assert validate_unlabeled(path, required=True) == 3
+    assert check_datalist(path) == []
+    mtime = path.stat().st_mtime_ns
+    assert generate_demo_dataset(tmp_path / "semi", 2, 1, 0, 32, num_unlabeled=3) == path
+    assert path.stat().st_mtime_ns == mtime  # idempotent
+    with pytest.raises(ValueError, match="num_unlabeled must be a non-negative integer"):
+        generate_demo_dataset(tmp_path / "x", num_unlabeled=-1)
