@@ -5,16 +5,20 @@
 from __future__ import annotations
 
 from .inferers import ConsistencyInferer
+from .semi_supervised import BidirectionalCopyPaste, SemiSupervisedTrainer, load_unlabeled
 from .settings import TrainingSettings, check_training_settings
 from .stages import run_stages
 from .utils import encoder_param_groups, init_from_stage1, resume_checkpoint_path
 
 __all__ = [
+    "BidirectionalCopyPaste",
     "ConsistencyInferer",
+    "SemiSupervisedTrainer",
     "TrainingSettings",
     "check_training_settings",
     "encoder_param_groups",
     "init_from_stage1",
+    "load_unlabeled",
     "resume_checkpoint_path",
     "run_stages",
 ]

@@ -1,0 +1,368 @@
+# Copyright (c) condseg-monai contributors
+# Licensed under the Apache License, Version 2.0
+"""Semi-supervised training on unlabeled images (an extension, not in the paper; see ``docs/deviations.md``).
+
+:class:`SemiSupervisedTrainer` is MONAI's ``SupervisedTrainer`` plus one unlabeled batch per iteration:
+
+* **Stage-1 mode** (``teacher=None``): the student sees the unlabeled batch clean and strongly augmented, and
+  the unsupervised loss (ConDSeg's consistency term) ties the two views.
+* **mean-teacher mode** (``teacher`` = an EMA copy of the student, e.g. ``ignite.handlers.EMAHandler``'s
+  ``ema_model``): the teacher predicts on the weakly augmented unlabeled view; the student, on the strong
+  colour/blur view of the *same* images (identical geometry), is trained towards the teacher's confident
+  pixels. Optionally with bidirectional copy-paste (:class:`BidirectionalCopyPaste`).
+
+The unsupervised term is added inside the trainer's own loss call, so AMP, gradient accumulation and the
+iteration events are exactly MONAI's.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from ignite.engine import Engine, Events
+from monai.engines import SupervisedTrainer
+from monai.transforms import Randomizable
+from monai.utils import CommonKeys as Keys
+from monai.utils import convert_to_tensor, get_seed
+
+from condseg_monai.losses.semi_supervised import mask_logits, sigmoid_rampup
+
+__all__ = ["BidirectionalCopyPaste", "SemiSupervisedTrainer", "load_unlabeled"]
+
+logger = logging.getLogger(__name__)
+
+
+class BidirectionalCopyPaste(Randomizable):
+    """Bidirectional copy-paste (BCP) mixing of labeled and unlabeled images with one random box per pair.
+
+    Unlabeled image ``j`` is paired with labeled image ``j mod B_l``. With a box ``M`` (1 inside) of side
+    ``box_fraction`` x the image side at a uniform random position, two mixed images are made per pair:
+
+    * *inward*: ``M x_l + (1 - M) x_u``: the labeled box pasted into the unlabeled image;
+    * *outward*: ``M x_u + (1 - M) x_l``: the unlabeled box pasted into the labeled image.
+
+    Their targets are the ground truth where the pixel comes from the labeled image (``region`` = 1) and the
+    teacher's pseudo-label of ``x_u`` elsewhere (see
+    :class:`~condseg_monai.losses.ConfidentPseudoLabelLoss`'s ``target`` / ``region``).
+
+    Args:
+        box_fraction: box side relative to the image side, in (0, 1] (the BCP paper uses 2/3).
+
+    Raises:
+        ValueError: ``box_fraction`` outside (0, 1].
+    """
+
+    def __init__(self, box_fraction: float = 2.0 / 3.0) -> None:
+        if not 0.0 < float(box_fraction) <= 1.0:
+            raise ValueError(f"box_fraction must be in (0, 1], got {box_fraction}.")
+        self.box_fraction = float(box_fraction)
+        self.corners: np.ndarray = np.zeros((0, 2), dtype=int)
+        # a standalone instance would otherwise share MONAI's class-level RandomState (see illumination.py)
+        if get_seed() is not None:
+            self.set_random_state(seed=get_seed())
+
+    def box_size(self, spatial: tuple[int, int]) -> tuple[int, int]:
+        """Box ``(h, w)`` for images of ``spatial = (H, W)``."""
+        return tuple(max(1, round(self.box_fraction * s)) for s in spatial)  # type: ignore[return-value]
+
+    def randomize(self, data: tuple[int, tuple[int, int]]) -> None:
+        """Draw the top-left corners ``(n, 2)`` of ``n`` boxes for ``data = (n, (H, W))``."""
+        n, spatial = data
+        h, w = self.box_size(spatial)
+        self.corners = np.stack(
+            [self.R.randint(0, spatial[0] - h + 1, size=n), self.R.randint(0, spatial[1] - w + 1, size=n)], axis=1
+        )
+
+    def boxes(self, n: int, spatial: tuple[int, int], device: torch.device | str | None = None) -> torch.Tensor:
+        """Box masks ``(n, 1, H, W)`` (1 inside) at the last drawn corners."""
+        h, w = self.box_size(spatial)
+        masks = torch.zeros((n, 1, *spatial), device=device)
+        for i, (top, left) in enumerate(self.corners[:n]):
+            masks[i, :, top : top + h, left : left + w] = 1.0
+        return masks
+
+    def __call__(
+        self, labeled: torch.Tensor, label: torch.Tensor, unlabeled: torch.Tensor, randomize: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Mix the two batches.
+
+        Args:
+            labeled: labeled images ``(B_l, 3, H, W)``.
+            label: their masks ``(B_l, C, H, W)``.
+            unlabeled: unlabeled images ``(B_u, 3, H, W)``.
+            randomize: draw new boxes (``False`` reuses the last ones, which must cover ``B_u`` pairs).
+
+        Returns:
+            ``(mixed, target, region)``: mixed images ``(2 B_u, 3, H, W)`` (all inward, then all outward), the
+            ground truth aligned with them ``(2 B_u, C, H, W)`` and the ground-truth region ``(2 B_u, 1, H, W)``.
+
+        Raises:
+            ValueError: the spatial sizes differ.
+        """
+        if labeled.shape[2:] != unlabeled.shape[2:] or label.shape[2:] != unlabeled.shape[2:]:
+            raise ValueError(
+                "labeled, label and unlabeled must have the same spatial size, got "
+                f"{tuple(labeled.shape)}, {tuple(label.shape)} and {tuple(unlabeled.shape)}."
+            )
+        n, spatial = unlabeled.shape[0], tuple(unlabeled.shape[2:])
+        if randomize:
+            self.randomize((n, spatial))
+        elif len(self.corners) < n:
+            raise ValueError("randomize=False needs boxes drawn for at least as many pairs.")
+        box = self.boxes(n, spatial, device=unlabeled.device).to(unlabeled.dtype)
+        partner = torch.arange(n, device=labeled.device) % labeled.shape[0]
+        x_l, y_l = labeled[partner], label[partner].to(unlabeled.dtype)
+        inward = box * x_l + (1.0 - box) * unlabeled
+        outward = box * unlabeled + (1.0 - box) * x_l
+        return torch.cat([inward, outward]), torch.cat([y_l, y_l]), torch.cat([box, 1.0 - box])
+
+
+class SemiSupervisedTrainer(SupervisedTrainer):
+    """``monai.engines.SupervisedTrainer`` that also learns from an unlabeled data loader.
+
+    Per iteration: the labeled batch goes through ``inferer`` and ``loss_function`` exactly as in
+    ``SupervisedTrainer``; ``unlabeled_ratio`` batches are drawn from ``unlabeled_data_loader`` (cycled endlessly)
+    and concatenated; the total loss is ``L_sup + w(t) L_unsup`` with
+    ``w(t) = unsupervised_weight * sigmoid_rampup(iteration, rampup_iterations)``. The unlabeled views go
+    through ``network`` directly (one forward pass per view, so BatchNorm sees each view's own statistics):
+
+    * ``teacher=None`` (Stage-1 mode): ``L_unsup = unsupervised_loss(network(strong_augment(x_u)), network(x_u))``
+      (e.g. :class:`~condseg_monai.losses.UnlabeledConsistencyLoss`; both views get gradients);
+    * ``teacher`` given (mean-teacher mode): the teacher, in eval mode and without gradient, predicts the mask
+      logits ``t`` on ``x_u`` (the weak view: the loader's geometric augmentation), and
+      ``L_unsup = unsupervised_loss(network(strong_augment(x_u)), t)`` (e.g.
+      :class:`~condseg_monai.losses.ConfidentPseudoLabelLoss`). ``strong_augment`` only changes colour and
+      blur, so the two views share their geometry pixel for pixel. The teacher is not updated here: attach
+      ``ignite.handlers.EMAHandler`` (whose ``ema_model`` is the teacher) to this trainer.
+    * ``bcp`` (mean-teacher mode only): the student sees the strong view of the two
+      :class:`BidirectionalCopyPaste` mixtures of the labeled and unlabeled batches instead, and
+      ``L_unsup = unsupervised_loss(network(strong_augment(mixed)), [t, t], target=gt, region=region)``.
+
+    ``engine.state.output`` holds the usual keys (``LOSS`` is the total) plus ``sup_loss``, ``unsup_loss``,
+    ``unsup_weight`` and ``confident_fraction`` (0-dim tensors; the last is read from the unsupervised loss's
+    ``confident_fraction`` attribute, 1 when it has none).
+
+    When training starts from iteration 0 (not when resuming) the teacher is reset to the student's weights,
+    so weights loaded at start (fine-tuning ``CheckpointLoader``) reach the teacher too.
+
+    Args:
+        device: training device.
+        max_epochs: number of epochs.
+        train_data_loader: labeled loader (dicts with ``image``, ``label``).
+        network: the student network (ConDSeg, ConDSegStage1 or any MONAI network returning logits).
+        optimizer: optimizer of the student.
+        loss_function: supervised loss ``loss(pred, label)``.
+        unlabeled_data_loader: any re-iterable of dicts with ``image`` ``(B, 3, H, W)`` in [0, 1].
+        unsupervised_loss: ``loss(student_pred, other_logits, **bcp_kwargs) -> 0-dim tensor``.
+        strong_augment: batch strong augmentation ``(B, 3, H, W) -> (B, 3, H, W)``, e.g.
+            :class:`~condseg_monai.transforms.RandIlluminationContrastAugment`; ``None`` for none.
+        teacher: EMA teacher module, or ``None`` for Stage-1 mode.
+        unsupervised_weight: maximal weight of the unsupervised term (``>= 0``).
+        rampup_iterations: iterations of the sigmoid weight ramp (``0``: full weight from the start).
+        unlabeled_ratio: number of unlabeled batches per labeled batch (``>= 1``).
+        bcp: ``True`` or a :class:`BidirectionalCopyPaste` to mix labeled and unlabeled images (needs a teacher).
+        epoch_length: iterations per epoch, default ``len(train_data_loader)``.
+        inferer: inferer of the labeled batch (e.g. :class:`~condseg_monai.engines.ConsistencyInferer` in Stage 1).
+        sync_teacher_at_start: copy the student into the teacher when a run starts at iteration 0.
+        kwargs: other ``SupervisedTrainer`` arguments.
+
+    Raises:
+        ValueError: bad weights or ratio, or ``bcp`` without a teacher.
+
+    Example::
+
+        ema = ignite.handlers.EMAHandler(net, momentum=0.01)
+        trainer = SemiSupervisedTrainer(
+            "cpu", 10, labeled_loader, net, opt, DiceBCELoss(), unlabeled_loader,
+            ConfidentPseudoLabelLoss(threshold=0.9), RandIlluminationContrastAugment(), teacher=ema.ema_model,
+        )
+        ema.attach(trainer)
+        trainer.run()
+    """
+
+    def __init__(
+        self,
+        device: str | torch.device,
+        max_epochs: int,
+        train_data_loader: Iterable,
+        network: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        loss_function: Callable,
+        unlabeled_data_loader: Iterable[Mapping[str, Any]],
+        unsupervised_loss: Callable[..., torch.Tensor],
+        strong_augment: Callable[[torch.Tensor], torch.Tensor] | None,
+        teacher: torch.nn.Module | None = None,
+        unsupervised_weight: float = 1.0,
+        rampup_iterations: int = 0,
+        unlabeled_ratio: int = 1,
+        bcp: bool | BidirectionalCopyPaste = False,
+        epoch_length: int | None = None,
+        inferer: Any = None,
+        sync_teacher_at_start: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        if unsupervised_weight < 0:
+            raise ValueError(f"unsupervised_weight must be >= 0, got {unsupervised_weight}.")
+        if rampup_iterations < 0:
+            raise ValueError(f"rampup_iterations must be >= 0, got {rampup_iterations}.")
+        if int(unlabeled_ratio) != unlabeled_ratio or unlabeled_ratio < 1:
+            raise ValueError(f"unlabeled_ratio must be a positive integer, got {unlabeled_ratio}.")
+        if bcp and teacher is None:
+            raise ValueError("bcp needs a teacher (mean-teacher mode): its pseudo-labels are the unlabeled targets.")
+        super().__init__(
+            device=device,
+            max_epochs=max_epochs,
+            train_data_loader=train_data_loader,
+            network=network,
+            optimizer=optimizer,
+            loss_function=loss_function,
+            epoch_length=epoch_length,
+            inferer=inferer,
+            **kwargs,
+        )
+        self.unlabeled_data_loader = unlabeled_data_loader
+        self.unsupervised_loss = unsupervised_loss
+        self.strong_augment = strong_augment
+        self.teacher = teacher
+        self.unsupervised_weight = float(unsupervised_weight)
+        self.rampup_iterations = int(rampup_iterations)
+        self.unlabeled_ratio = int(unlabeled_ratio)
+        self.bcp: BidirectionalCopyPaste | None = (
+            bcp if isinstance(bcp, BidirectionalCopyPaste) else (BidirectionalCopyPaste() if bcp else None)
+        )
+        self._unlabeled_iter: Iterator | None = None
+        self._unlabeled_passes = 0
+        if teacher is not None and sync_teacher_at_start:
+            # registered after the train handlers, so it runs after their checkpoint loaders at STARTED
+            self.add_event_handler(Events.STARTED, self._sync_teacher)
+
+    # ---- unlabeled data -------------------------------------------------------------------------------------
+    def _restart_unlabeled(self) -> Iterator:
+        sampler = getattr(self.unlabeled_data_loader, "sampler", None)
+        if hasattr(sampler, "set_epoch"):  # DistributedSampler: a new shuffle each pass
+            sampler.set_epoch(self._unlabeled_passes)
+        self._unlabeled_passes += 1
+        self._unlabeled_iter = iter(self.unlabeled_data_loader)
+        return self._unlabeled_iter
+
+    def _next_unlabeled_batch(self) -> Mapping[str, Any]:
+        it = self._unlabeled_iter if self._unlabeled_iter is not None else self._restart_unlabeled()
+        try:
+            return next(it)
+        except StopIteration:
+            try:
+                return next(self._restart_unlabeled())
+            except StopIteration:
+                raise ValueError("unlabeled_data_loader yielded no batch: it has no unlabeled images.") from None
+
+    def draw_unlabeled(self) -> torch.Tensor:
+        """Draw ``unlabeled_ratio`` unlabeled batches and return their images ``(B_u, 3, H, W)`` on the device."""
+        images = []
+        for _ in range(self.unlabeled_ratio):
+            batch = self._next_unlabeled_batch()
+            if not isinstance(batch, Mapping) or Keys.IMAGE not in batch:
+                raise KeyError(
+                    f"unlabeled batches must be dicts with an {Keys.IMAGE!r} key, got {type(batch).__name__}."
+                )
+            images.append(convert_to_tensor(batch[Keys.IMAGE], track_meta=False))
+        x = images[0] if len(images) == 1 else torch.cat(images)
+        return x.to(self.state.device, non_blocking=self.non_blocking)
+
+    # ---- teacher --------------------------------------------------------------------------------------------
+    def _sync_teacher(self, engine: Engine) -> None:
+        if self.teacher is not None and engine.state.iteration == 0:
+            student = getattr(self.network, "module", self.network)  # DistributedDataParallel
+            self.teacher.load_state_dict(student.state_dict())
+
+    def _augment(self, x: torch.Tensor) -> torch.Tensor:
+        if self.strong_augment is None:
+            return x
+        with torch.no_grad():
+            return self.strong_augment(x)
+
+    # ---- one iteration --------------------------------------------------------------------------------------
+    def unsupervised_step(
+        self, unlabeled: torch.Tensor, labeled: torch.Tensor | None = None, label: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The unsupervised loss of one unlabeled batch (student forward passes included, with gradient).
+
+        Args:
+            unlabeled: unlabeled images ``(B_u, 3, H, W)`` (the weak view).
+            labeled: labeled images ``(B_l, 3, H, W)`` (BCP only).
+            label: their masks ``(B_l, C, H, W)`` (BCP only).
+
+        Returns:
+            0-dim tensor.
+        """
+        if self.teacher is None:
+            clean = self.network(unlabeled)
+            strong = self.network(self._augment(unlabeled))
+            return self.unsupervised_loss(strong, clean)
+        with torch.no_grad():
+            self.teacher.eval()
+            teacher_logits = mask_logits(self.teacher(unlabeled))
+        if self.bcp is None:
+            return self.unsupervised_loss(self.network(self._augment(unlabeled)), teacher_logits)
+        if labeled is None or label is None:
+            raise ValueError("bcp needs the labeled images and masks of the iteration.")
+        mixed, target, region = self.bcp(convert_to_tensor(labeled, track_meta=False), label, unlabeled)
+        pred = self.network(self._augment(mixed))
+        return self.unsupervised_loss(
+            pred, torch.cat([teacher_logits, teacher_logits]), target=convert_to_tensor(target), region=region
+        )
+
+    def current_unsupervised_weight(self, iteration: int | None = None) -> float:
+        """``unsupervised_weight * sigmoid_rampup(iteration, rampup_iterations)`` (default: the current iteration)."""
+        it = self.state.iteration if iteration is None else iteration
+        return self.unsupervised_weight * sigmoid_rampup(it, self.rampup_iterations)
+
+    def _iteration(self, engine: SupervisedTrainer, batchdata: dict[str, torch.Tensor]) -> dict:
+        unlabeled = self.draw_unlabeled()
+        supervised = self.loss_function
+
+        def total_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+            # called by SupervisedTrainer inside its autocast region, after the labeled forward pass
+            sup = supervised(pred, target).mean()
+            unsup = self.unsupervised_step(unlabeled, engine.state.output[Keys.IMAGE], target).mean()
+            weight = self.current_unsupervised_weight()
+            fraction = getattr(self.unsupervised_loss, "confident_fraction", None)
+            fraction = torch.ones(()) if fraction is None else torch.as_tensor(fraction).detach().float()
+            engine.state.output.update(
+                sup_loss=sup.detach(),
+                unsup_loss=unsup.detach(),
+                unsup_weight=torch.tensor(weight),
+                confident_fraction=fraction,
+            )
+            return sup + weight * unsup
+
+        self.loss_function = total_loss
+        try:
+            return super()._iteration(engine, batchdata)
+        finally:
+            self.loss_function = supervised
+
+
+def load_unlabeled(datalist: str, enabled: bool = True) -> list[dict[str, Any]]:
+    """The datalist's ``unlabeled`` images for a semi-supervised run (``[]`` when ``enabled`` is false).
+
+    Raises:
+        ValueError: ``enabled`` and the datalist has no ``unlabeled`` images (a semi-supervised run would
+            silently train supervised otherwise).
+    """
+    if not enabled:
+        return []
+    from condseg_monai.data import load_datalist
+
+    data = load_datalist(datalist, "unlabeled")
+    if not data:
+        raise ValueError(
+            f"semi_supervised: the datalist {str(datalist)!r} has no `unlabeled` images, so semi-supervised training "
+            "has nothing to learn from. Add an `unlabeled` list of images to the datalist (docs/training.md, "
+            "'Semi-supervised training') or run without configs/semi_supervised.json / with semi_supervised false."
+        )
+    logger.info(f"semi-supervised: {len(data)} unlabeled images from {datalist}")
+    return data
