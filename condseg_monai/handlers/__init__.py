@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from .checkpoint import AtomicCheckpointSaver, AtomicDiskSaver, ResumeCheckpointLoader, atomic_torch_save
 from .early_stopping import EarlyStopping
+from .failures import InputFailureHandler
 from .previews import SegmentationPreviewHandler
 from .progress import ProgressBar
 from .training_scalars import TrainingScalarsHandler
@@ -14,6 +15,7 @@ __all__ = [
     "AtomicCheckpointSaver",
     "AtomicDiskSaver",
     "EarlyStopping",
+    "InputFailureHandler",
     "ProgressBar",
     "ResumeCheckpointLoader",
     "SegmentationPreviewHandler",

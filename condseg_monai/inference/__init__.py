@@ -6,6 +6,14 @@ from __future__ import annotations
 
 from condseg_monai.inference.corruptions import CORRUPTIONS, CorruptImaged, corrupt, corruption_parameter
 from condseg_monai.inference.evaluation import RESOLUTIONS, EvaluationReport, score_case, summarize_cases
+from condseg_monai.inference.failures import (
+    FAILURES_FILENAME,
+    FailureLog,
+    FailureTolerantLoader,
+    InputFailuresError,
+    collate_skipping_failures,
+    failure_record,
+)
 from condseg_monai.inference.inferer import DEFAULT_TTA_FLIPS, ConDSegInferer
 from condseg_monai.inference.report import markdown_table, write_csv, write_json
 from condseg_monai.inference.robustness import CLEAN, robustness_conditions, robustness_table, run_robustness
@@ -23,25 +31,33 @@ from condseg_monai.inference.utils import (
     list_input_images,
     load_model_weights,
     require_file,
+    screen_eval_split,
     select_eval_split,
+    skip_existing_outputs,
 )
 
 __all__ = [
     "CLEAN",
     "CORRUPTIONS",
     "DEFAULT_TTA_FLIPS",
+    "FAILURES_FILENAME",
     "IMAGE_SUFFIXES",
     "PREDICTION_KINDS",
     "RESOLUTIONS",
     "ConDSegInferer",
     "CorruptImaged",
     "EvaluationReport",
+    "FailureLog",
+    "FailureTolerantLoader",
+    "InputFailuresError",
     "SaveOverlayd",
     "SavePredictiond",
     "SplitConDSegOutputd",
     "ToMONAIAxesd",
+    "collate_skipping_failures",
     "corrupt",
     "corruption_parameter",
+    "failure_record",
     "is_image_file",
     "list_input_images",
     "load_model_weights",
@@ -52,7 +68,9 @@ __all__ = [
     "robustness_table",
     "run_robustness",
     "score_case",
+    "screen_eval_split",
     "select_eval_split",
+    "skip_existing_outputs",
     "summarize_cases",
     "write_csv",
     "write_json",

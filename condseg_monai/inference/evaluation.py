@@ -22,6 +22,7 @@ from ignite.engine import Engine, Events
 from monai.data import MetaTensor
 from monai.utils import convert_to_tensor
 
+from condseg_monai.inference.failures import FailureLog
 from condseg_monai.inference.report import METRIC_LABELS, markdown_table, nan_mean, write_csv, write_json
 from condseg_monai.metrics.segmentation import ALL_METRIC_NAMES, binary_segmentation_metrics
 from condseg_monai.transforms.loading import LoadMask
@@ -101,6 +102,8 @@ class EvaluationReport:
         pred_key / label_key / original_pred_key / original_label_key: data keys, see above.
         prefix: file-name prefix.
         print_table: print the markdown summary table to stdout at the end.
+        failure_log: the run's :class:`~condseg_monai.inference.FailureLog`; the summary then counts the cases
+            that could not be read (``num_failed``, listed in ``failures.json``) next to the scored ones.
     """
 
     def __init__(
@@ -116,6 +119,7 @@ class EvaluationReport:
         original_label_key: str | None = "label_original",
         prefix: str = "evaluation",
         print_table: bool = True,
+        failure_log: FailureLog | None = None,
     ) -> None:
         self.output_dir = Path(output_dir)
         self.split = split
@@ -128,6 +132,7 @@ class EvaluationReport:
         self.original_label_key = original_label_key
         self.prefix = prefix
         self.print_table = print_table
+        self.failure_log = failure_log
         self.metric_names = [m for m in ALL_METRIC_NAMES if include_hd95 or m != "hd95"]
         self.rows: list[dict[str, Any]] = []
         self.summary: dict[str, Any] = {}
@@ -195,6 +200,7 @@ class EvaluationReport:
         return {
             "split": self.split,
             "num_images": len(self.rows),
+            "num_failed": len(self.failure_log) if self.failure_log is not None else 0,
             "image_size": self.image_size,
             "threshold": self.threshold,
             "eps": 1e-15,
@@ -229,6 +235,8 @@ class EvaluationReport:
             f"Evaluation of split '{s['split']}' ({s['num_images']} images), threshold {s['threshold']}, "
             "mean of per-image scores in %, HD95 in pixels."
         )
+        if s.get("num_failed"):
+            head += f"\n\n{s['num_failed']} more cases could not be read and are not scored (see failures.json)."
         return f"{head}\n\n{self.table()}\n"
 
     def epoch_completed(self, engine: Engine | None = None) -> None:

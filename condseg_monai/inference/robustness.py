@@ -17,6 +17,7 @@ from torch import nn
 from tqdm import tqdm
 
 from condseg_monai.inference.corruptions import CORRUPTIONS, corrupt, corruption_parameter
+from condseg_monai.inference.failures import FailureLog, failure_record
 from condseg_monai.inference.report import markdown_table, nan_mean, write_csv, write_json
 from condseg_monai.metrics.segmentation import PAPER_METRIC_NAMES, binary_segmentation_metrics
 
@@ -78,6 +79,7 @@ def run_robustness(
     label_key: str = "label",
     prefix: str = "robustness",
     print_table: bool = True,
+    failure_log: FailureLog | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``network`` on clean and corrupted versions of every image and report the metric drops.
 
@@ -88,6 +90,10 @@ def run_robustness(
 
     Writes ``<prefix>_per_image.csv``, ``<prefix>.csv`` (one row per condition), ``<prefix>.json`` and
     ``<prefix>.md`` (markdown table, also printed) into ``output_dir``.
+
+    An image or mask that fails to load (``preprocessing`` raises) is recorded in ``failure_log`` (file and
+    reason) and left out; the others are still evaluated. ``failures.json`` is always written next to the
+    report; end the run with ``failure_log.raise_if_any()`` to make a failure visible in the exit status.
 
     Args:
         network: the model (weights loaded); put in eval mode here.
@@ -103,22 +109,33 @@ def run_robustness(
         image_key / label_key: data keys.
         prefix: file-name prefix.
         print_table: print the markdown table.
+        failure_log: collects the unreadable cases (a new :class:`~condseg_monai.inference.FailureLog` when
+            ``None``; pass the run's log to include failures found earlier).
 
     Returns:
         the summary dict written to ``<prefix>.json``.
 
     Raises:
-        ValueError: empty ``data`` or bad corruption settings.
+        ValueError: empty ``data``, no readable image, or bad corruption settings.
     """
-    if not data:
+    failure_log = failure_log if failure_log is not None else FailureLog()
+    if not data and not len(failure_log):
         raise ValueError("run_robustness needs at least one image (data is empty).")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
     conditions = robustness_conditions(corruptions, severities)
+    out = Path(output_dir)
     network.eval()
     per_image: list[dict[str, Any]] = []
+    num_images = 0
     for item in tqdm(data, desc="robustness", unit="image"):
-        image, label, name = _prepare(item, preprocessing, image_key, label_key)
+        try:
+            image, label, name = _prepare(item, preprocessing, image_key, label_key)
+        except Exception as e:  # an unreadable case must not stop the others
+            failure_log.add(failure_record(item, e))
+            continue
+        failure_log.num_read += 1
+        num_images += 1
         variants = torch.stack([corrupt(image, c, s) for c, s in conditions])
         probs = torch.cat([inferer(chunk.to(device), network).float().cpu() for chunk in variants.split(batch_size)])
         labels = label.reshape(1, 1, *label.shape[-2:]).expand(len(conditions), -1, -1, -1)
@@ -128,6 +145,11 @@ def run_robustness(
             row.update({m: float(scores[m][i]) for m in PAPER_METRIC_NAMES})
             per_image.append(row)
 
+    failure_log.write(out)
+    if not num_images:
+        raise ValueError(
+            f"run_robustness: none of the {failure_log.num_inputs} images could be read (see {failure_log.path})."
+        )
     summary_rows = []
     clean = {
         m: nan_mean([r[m] for r in per_image if (r["corruption"], r["severity"]) == CLEAN]) for m in PAPER_METRIC_NAMES
@@ -140,12 +162,12 @@ def run_robustness(
         entry.update({f"drop_{m}": means[m] - clean[m] for m in PAPER_METRIC_NAMES})
         summary_rows.append(entry)
 
-    out = Path(output_dir)
     columns = ["corruption", "severity", "parameter", *PAPER_METRIC_NAMES, *[f"drop_{m}" for m in PAPER_METRIC_NAMES]]
     write_csv(per_image, out / f"{prefix}_per_image.csv", ["image", "corruption", "severity", *PAPER_METRIC_NAMES])
     write_csv(summary_rows, out / f"{prefix}.csv", columns)
     summary = {
-        "num_images": len(data),
+        "num_images": num_images,
+        "num_failed": len(failure_log),
         "threshold": threshold,
         "resolution": "model input size (corruptions applied after the resize)",
         "corruptions": {c: {"parameter": CORRUPTIONS[c][0], "levels": list(CORRUPTIONS[c][1])} for c in CORRUPTIONS},
@@ -153,8 +175,9 @@ def run_robustness(
     }
     write_json(summary, out / f"{prefix}.json")
     table = robustness_table(summary_rows)
+    failed = f" ({len(failure_log)} more could not be read, see failures.json)" if len(failure_log) else ""
     text = (
-        f"Robustness on {len(data)} images: mean of per-image scores in %, drop = corrupted - clean "
+        f"Robustness on {num_images} images{failed}: mean of per-image scores in %, drop = corrupted - clean "
         f"(percentage points).\n\n{table}\n"
     )
     (out / f"{prefix}.md").write_text(text, encoding="utf-8")

@@ -12,8 +12,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from condseg_monai.data.checks import check_datalist
 from condseg_monai.data.datalist import load_datalist
-from condseg_monai.transforms.readers import NIFTI_SUFFIXES, PIL_SUFFIXES
+from condseg_monai.inference.failures import describe_failure, failure_record
+from condseg_monai.inference.transforms import output_stem
+from condseg_monai.transforms.readers import NIFTI_SUFFIXES, PIL_SUFFIXES, is_nifti
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -21,7 +24,9 @@ __all__ = [
     "list_input_images",
     "load_model_weights",
     "require_file",
+    "screen_eval_split",
     "select_eval_split",
+    "skip_existing_outputs",
 ]
 
 logger = logging.getLogger(__name__)
@@ -38,7 +43,8 @@ def list_input_images(input_path: str | Path | None, key: str = "image", setting
     """Data dicts ``[{key: path}, ...]`` for a single image file or every image directly inside a folder.
 
     Folders are not searched recursively (outputs are named after the input file, so two inputs with the same
-    name in different sub-folders would overwrite each other). Hidden files are skipped. Sorted by name.
+    name in different sub-folders would overwrite each other). Hidden files are skipped; other files without an
+    image suffix (:data:`IMAGE_SUFFIXES`, e.g. ``notes.txt``) are skipped and named in the log. Sorted by name.
 
     Args:
         input_path: an image file or a folder of images.
@@ -62,7 +68,17 @@ def list_input_images(input_path: str | Path | None, key: str = "image", setting
                 f"`{setting}` '{input_path}' is not a supported image (expected one of {', '.join(IMAGE_SUFFIXES)})."
             )
         return [{key: str(path.resolve())}]
-    files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".") and is_image_file(p.name))
+    visible = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+    files = [p for p in visible if is_image_file(p.name)]
+    ignored = [p.name for p in visible if not is_image_file(p.name)]
+    if ignored:
+        logger.info(
+            "ignoring %d file(s) in '%s' that are not images (%s): %s",
+            len(ignored),
+            input_path,
+            ", ".join(IMAGE_SUFFIXES),
+            ", ".join(ignored),
+        )
     if not files:
         raise ValueError(
             f"`{setting}` folder '{input_path}' contains no images (looked for {', '.join(IMAGE_SUFFIXES)}; "
@@ -149,3 +165,75 @@ def select_eval_split(datalist: str | Path, split: str = "test") -> tuple[str, l
         raise ValueError(f"nothing to evaluate: split {split!r} of datalist '{datalist}' is empty (eval_split).")
     logger.info("evaluating %d images of split '%s' of '%s'.", len(data), split, datalist)
     return split, data
+
+
+def skip_existing_outputs(
+    data: list[dict], output_dir: str | Path, output_postfix: str = "mask", key: str = "image"
+) -> list[dict]:
+    """Drop the inputs whose output already exists, to continue an interrupted run.
+
+    The output of ``<stem>.<ext>`` is ``<output_dir>/<stem>_<output_postfix>.png`` (``.nii.gz`` for NIfTI inputs),
+    as :class:`~condseg_monai.inference.SavePredictiond` names it. Only this file is looked at: the optional
+    outputs (probability, overlay, ...) of a skipped input are not re-made.
+
+    Args:
+        data: data dicts ``[{key: path}, ...]`` (:func:`list_input_images`).
+        output_dir: the run's output folder.
+        output_postfix: postfix of the mask file (``"mask"``, or ``"uncertain"`` with ``label_output``
+            ``uncertainty``).
+        key: the data-dict key of the image path.
+
+    Returns:
+        the data dicts still to process, in the same order.
+    """
+    out = Path(output_dir)
+    todo = []
+    for item in data:
+        suffix = ".nii.gz" if is_nifti(item[key]) else ".png"
+        if not (out / f"{output_stem(item[key])}_{output_postfix}{suffix}").is_file():
+            todo.append(item)
+    logger.info(
+        "skip_existing: %d of %d inputs already have a '_%s' output in '%s'; processing the other %d.",
+        len(data) - len(todo),
+        len(data),
+        output_postfix,
+        output_dir,
+        len(todo),
+    )
+    return todo
+
+
+def screen_eval_split(
+    datalist: str | Path, split: str = "test"
+) -> tuple[str, list[dict[str, Any]], list[dict[str, Any]]]:
+    """:func:`select_eval_split`, then check every file of that split; unreadable cases become failures.
+
+    Each image/mask pair is checked with :func:`condseg_monai.data.check_datalist` (exists, not empty, decodes
+    completely, sizes agree, the mask is binarisable). A case with an error is left out of the evaluation and
+    returned as a :func:`~condseg_monai.inference.failure_record` (for the run's ``failures.json``), so one bad
+    file does not stop the evaluation of the others. Warnings are logged.
+
+    Args:
+        datalist: datalist JSON path.
+        split: as in :func:`select_eval_split`.
+
+    Returns:
+        ``(split actually used, readable data dicts, failure records)``.
+
+    Raises:
+        ValueError: as :func:`select_eval_split`, or a problem of the datalist itself.
+    """
+    split, data = select_eval_split(datalist, split)
+    failed: dict[int, list[str]] = {}
+    for problem in check_datalist(datalist, [split]):
+        if problem.severity == "error" and problem.index is not None:
+            failed.setdefault(problem.index, []).append(f"{problem.file}: {problem.message}")
+        elif problem.severity == "error":
+            raise ValueError(f"cannot evaluate datalist '{datalist}': {problem}")
+        else:
+            logger.warning(str(problem))
+    failures = [failure_record(data[i], "; ".join(reasons)) for i, reasons in sorted(failed.items())]
+    kept = [item for i, item in enumerate(data) if i not in failed]
+    for record in failures:
+        logger.warning("case left out of the evaluation: %s", describe_failure(record))
+    return split, kept, failures

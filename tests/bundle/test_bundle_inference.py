@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -17,6 +18,8 @@ from monai.bundle import ConfigParser, ConfigWorkflow
 from monai.bundle import run as bundle_run
 from monai.transforms import CastToTyped, LoadImaged, SaveImaged, SqueezeDimd
 from PIL import Image
+
+from condseg_monai.inference import InputFailuresError
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "bundle" / "configs"
@@ -239,3 +242,77 @@ def test_isic_sample(tmp_path: Path, isic_sample: Path, small_ckpt: str) -> None
     for image in images:
         mask = Image.open(tmp_path / "out" / f"{image.stem}_mask.png")
         assert mask.size == Image.open(image).size == (600, 450)
+
+
+def _folder_with_bad_files(folder: Path, draw) -> dict[str, np.ndarray]:
+    """4 good CVC-ClinicDB-like frames, a 0-byte PNG and a truncated JPEG (sorted among them), and notes.txt."""
+    folder.mkdir()
+    boxes = {f"frame_{i}.{ext}": draw.box(40, 48, 4 + i, 20 + i, 8, 30) for i, ext in enumerate(("png", "jpg") * 2)}
+    for name, box in boxes.items():
+        draw.rgb(folder / name, box)
+    (folder / "frame_1_empty.png").write_bytes(b"")
+    full = (folder / "frame_3.jpg").read_bytes()
+    (folder / "frame_5_cut.jpg").write_bytes(full[: len(full) // 2])
+    (folder / "notes.txt").write_text("export notes")
+    return boxes
+
+
+def test_bad_files_are_reported_and_the_cli_exits_non_zero(tmp_path: Path, draw) -> None:
+    """One subprocess: every readable frame gets its mask, the two bad ones are listed, exit status is 1."""
+    boxes = _folder_with_bad_files(tmp_path / "in", draw)
+    ckpt = tmp_path / "detector.pt"
+    torch.save({"weight": torch.tensor([20.0, 0.0, 0.0]).reshape(1, 3, 1, 1), "bias": torch.tensor([-10.0])}, ckpt)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "monai.bundle", "run", "inference", "--config_file", INFERENCE]
+    cmd += ["--meta_file", METADATA, "--input_path", str(tmp_path / "in"), "--output_dir", str(out)]
+    cmd += ["--ckpt_path", str(ckpt), "--image_size", "32", "--network_def", repr(DETECTOR)]
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+    res = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
+    log = res.stdout + res.stderr
+    assert res.returncode != 0, log[-3000:]
+    assert sorted(p.name for p in out.glob("*_mask.png")) == sorted(f"{Path(n).stem}_mask.png" for n in boxes)
+    for name, box in boxes.items():
+        assert _iou(np.asarray(Image.open(out / f"{Path(name).stem}_mask.png")) > 0, box) > 0.8, name
+    report = json.loads((out / "failures.json").read_text())
+    assert report["num_inputs"] == 6 and report["num_failed"] == 2
+    reasons = {Path(f["file"]).name: f["reason"] for f in report["failures"]}
+    assert set(reasons) == {"frame_1_empty.png", "frame_5_cut.jpg"}
+    assert "empty (0 bytes)" in reasons["frame_1_empty.png"]
+    assert "truncated" in reasons["frame_5_cut.jpg"].lower() and "frame_5_cut.jpg" in reasons["frame_5_cut.jpg"]
+    assert "InputFailuresError: 2 of 6 inputs could not be read" in log and "failures.json" in log
+    assert "not images" in log and "notes.txt" in log
+    for name in reasons:  # each failure is in the log, with its file and reason
+        assert any(name in line and "skipped an unreadable input" in line for line in log.splitlines()), name
+
+
+def test_skip_existing_processes_only_missing_outputs(tmp_path: Path, draw, detector_ckpt: str) -> None:
+    _folder_with_bad_files(tmp_path / "in", draw)
+    out = tmp_path / "out"
+    settings = {"input_path": str(tmp_path / "in"), "output_dir": str(out), "ckpt_path": detector_ckpt}
+    settings.update(network_def=DETECTOR, image_size=32, save_overlay=True)
+    with pytest.raises(Exception) as info:
+        _infer(**settings)
+    assert isinstance(_root_cause(info.value), InputFailuresError)
+    # an interrupted run: two masks missing; the two present ones are marked so that a rewrite would show
+    (out / "frame_0_mask.png").unlink()
+    (out / "frame_3_mask.png").unlink()
+    marker = np.full((4, 4), 7, np.uint8)
+    for stem in ("frame_1", "frame_2"):
+        Image.fromarray(marker).save(out / f"{stem}_mask.png")
+        (out / f"{stem}_overlay.png").unlink()
+    with pytest.raises(Exception) as info:
+        _infer(skip_existing=True, **settings)
+    cause = _root_cause(info.value)
+    assert isinstance(cause, InputFailuresError) and "2 of 4 inputs" in str(cause), "the bad files are retried"
+    for stem in ("frame_1", "frame_2"):  # kept as they were, not re-processed
+        np.testing.assert_array_equal(np.asarray(Image.open(out / f"{stem}_mask.png")), marker)
+        assert not (out / f"{stem}_overlay.png").exists()
+    for stem in ("frame_0", "frame_3"):  # re-made
+        assert np.asarray(Image.open(out / f"{stem}_mask.png")).shape == (40, 48)
+        assert (out / f"{stem}_overlay.png").is_file()
+    assert json.loads((out / "failures.json").read_text())["num_failed"] == 2
+    # nothing left to do and no bad input: the run succeeds and says so in failures.json
+    for name in ("frame_1_empty.png", "frame_5_cut.jpg"):
+        (tmp_path / "in" / name).unlink()
+    _infer(skip_existing=True, **settings)
+    assert json.loads((out / "failures.json").read_text()) == {"num_inputs": 0, "num_failed": 0, "failures": []}
