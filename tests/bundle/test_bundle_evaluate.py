@@ -14,12 +14,16 @@ lie on even pixel coordinates, so resizing to 32x32 and back is exact and every 
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 from monai.bundle import run as bundle_run
+from PIL import Image
+
+from condseg_monai.inference import InputFailuresError
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "bundle" / "configs"
@@ -48,6 +52,12 @@ def hand_datalist(tmp_path: Path, draw) -> Path:
     path = tmp_path / "datalist.json"
     path.write_text(json.dumps({"training": [], "validation": entries, "test": []}))
     return path
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    return exc
 
 
 def _evaluate(run_id: str = "evaluating", **overrides) -> None:
@@ -129,9 +139,7 @@ def test_evaluating_requires_the_checkpoint(tmp_path: Path, hand_datalist: Path)
             image_size=32,
             output_dir=str(tmp_path / "o"),
         )
-    cause = info.value
-    while cause.__cause__ is not None:
-        cause = cause.__cause__
+    cause = _root_cause(info.value)
     assert "`ckpt_path`" in str(cause) and "missing.pt" in str(cause)
 
 
@@ -148,3 +156,77 @@ def test_evaluating_isic_sample(tmp_path: Path, isic_sample: Path, small_ckpt: s
     with (out / "evaluation_per_image.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 2 and all((r["height"], r["width"]) == ("450", "600") for r in rows)
+
+
+@pytest.fixture
+def datalist_with_bad_files(hand_datalist: Path) -> Path:
+    """The hand-computed cases plus a case with a 0-byte image and a case with a truncated JPEG mask."""
+    root = hand_datalist.parent
+    (root / "images" / "empty.png").write_bytes(b"")
+    (root / "masks" / "empty.png").write_bytes((root / "masks" / "hit.png").read_bytes())
+    (root / "images" / "cut.png").write_bytes((root / "images" / "hit.png").read_bytes())
+    buf = io.BytesIO()
+    Image.fromarray((np.random.default_rng(0).random((64, 64)) * 255).astype(np.uint8)).save(buf, "JPEG")
+    (root / "masks" / "cut.jpg").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    datalist = json.loads(hand_datalist.read_text())
+    hit, rest = datalist["validation"][0], datalist["validation"][1:]
+    bad = [
+        {"image": "images/empty.png", "label": "masks/empty.png"},
+        {"image": "images/cut.png", "label": "masks/cut.jpg"},
+    ]
+    datalist["validation"] = [hit, bad[0], *rest, bad[1]]
+    hand_datalist.write_text(json.dumps(datalist))
+    return hand_datalist
+
+
+def _check_failures(out: Path, root: Path) -> None:
+    report = json.loads((out / "failures.json").read_text())
+    assert report["num_failed"] == 2 and report["num_inputs"] == 5
+    reasons = {f["file"]: f["reason"] for f in report["failures"]}
+    assert set(reasons) == {str(root / "images" / "empty.png"), str(root / "masks" / "cut.jpg")}
+    assert "empty (0 bytes)" in reasons[str(root / "images" / "empty.png")]
+    assert "truncated" in reasons[str(root / "masks" / "cut.jpg")].lower()
+
+
+def test_evaluating_scores_the_readable_cases_and_fails_at_the_end(
+    tmp_path: Path, datalist_with_bad_files: Path, detector_ckpt: str, capsys: pytest.CaptureFixture
+) -> None:
+    out = tmp_path / "eval"
+    with pytest.raises(Exception) as info:
+        _evaluate(
+            datalist=str(datalist_with_bad_files),
+            ckpt_path=detector_ckpt,
+            network_def=DETECTOR,
+            image_size=32,
+            output_dir=str(out),
+        )
+    cause = _root_cause(info.value)
+    assert isinstance(cause, InputFailuresError) and "2 of 5 inputs" in str(cause) and "failures.json" in str(cause)
+    summary = json.loads((out / "evaluation_summary.json").read_text())
+    assert summary["num_images"] == 3 and summary["num_failed"] == 2
+    assert summary["metrics"]["original"]["iou"] == pytest.approx(2 / 3), "the readable cases, as without bad files"
+    _check_failures(out, datalist_with_bad_files.parent)
+    assert "2 more cases could not be read" in (out / "evaluation_summary.md").read_text()
+    assert "2 more cases could not be read" in capsys.readouterr().out
+
+
+def test_robustness_scores_the_readable_cases_and_fails_at_the_end(
+    tmp_path: Path, datalist_with_bad_files: Path, detector_ckpt: str
+) -> None:
+    out = tmp_path / "rob"
+    with pytest.raises(Exception) as info:
+        _evaluate(
+            "robustness",
+            datalist=str(datalist_with_bad_files),
+            ckpt_path=detector_ckpt,
+            network_def=DETECTOR,
+            image_size=32,
+            output_dir=str(out),
+            robustness_corruptions=["darken"],
+            robustness_severities=[3],
+        )
+    assert isinstance(_root_cause(info.value), InputFailuresError)
+    summary = json.loads((out / "robustness.json").read_text())
+    assert summary["num_images"] == 3 and summary["num_failed"] == 2
+    assert summary["conditions"][0]["iou"] == pytest.approx(2 / 3)
+    _check_failures(out, datalist_with_bad_files.parent)

@@ -66,7 +66,8 @@ def test_folder_of_png_and_jpg_keeps_size_and_orientation(tmp_path: Path, draw, 
         assert mask.shape == box.shape and mask.dtype == np.uint8
         assert set(np.unique(mask).tolist()) <= {0, 255}
         assert _iou(mask > 0, box) > 0.8, f"{name}: mask not where the object is"
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["tall_mask.png", "wide_mask.png"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["failures.json", "tall_mask.png", "wide_mask.png"]
+    assert json.loads((tmp_path / "out" / "failures.json").read_text())["num_failed"] == 0
 
 
 def test_nifti_input_gives_nifti_mask_with_the_same_affine(tmp_path: Path, draw, detector_ckpt: str) -> None:

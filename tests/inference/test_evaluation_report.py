@@ -15,7 +15,7 @@ import torch
 from monai.data import MetaTensor
 from PIL import Image
 
-from condseg_monai.inference import EvaluationReport, score_case
+from condseg_monai.inference import EvaluationReport, FailureLog, failure_record, score_case
 
 
 def _mask(rows: slice, cols: slice, shape: tuple[int, int] = (4, 4)) -> torch.Tensor:
@@ -115,3 +115,14 @@ def test_report_without_rows_writes_nothing(tmp_path: Path) -> None:
     report = EvaluationReport(output_dir=tmp_path / "none")
     report.epoch_completed()
     assert not (tmp_path / "none").exists()
+
+
+def test_report_counts_the_cases_that_could_not_be_read(tmp_path: Path) -> None:
+    log = FailureLog(records=[failure_record({"image": "x.png"}, "file is empty"), failure_record({"image": "y"}, "?")])
+    report = EvaluationReport(output_dir=tmp_path, image_size=4, original_pred_key=None, failure_log=log)
+    gt = _meta(_mask(slice(0, 2), slice(0, 2)), "m.png")
+    report.add_case({"image": _meta(torch.zeros(3, 4, 4), "a.png"), "label": gt, "pred": gt * 0.9})
+    report.epoch_completed()
+    summary = json.loads((tmp_path / "evaluation_summary.json").read_text())
+    assert summary["num_images"] == 1 and summary["num_failed"] == 2
+    assert "2 more cases could not be read" in (tmp_path / "evaluation_summary.md").read_text()

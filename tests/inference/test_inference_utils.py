@@ -5,10 +5,13 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from torch import nn
 
 from condseg_monai.inference import (
@@ -16,7 +19,9 @@ from condseg_monai.inference import (
     list_input_images,
     load_model_weights,
     require_file,
+    screen_eval_split,
     select_eval_split,
+    skip_existing_outputs,
 )
 
 
@@ -89,3 +94,42 @@ def test_select_eval_split_falls_back_to_validation(tmp_path: Path) -> None:
         select_eval_split(path, "test")
     with pytest.raises(ValueError, match="unknown split"):
         select_eval_split(path, "val")
+
+
+def test_list_input_images_names_the_ignored_files(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    for name in ("a.png", "notes.txt", "export.csv"):
+        (tmp_path / name).write_bytes(b"x")
+    with caplog.at_level(logging.INFO, logger="condseg_monai.inference.utils"):
+        found = list_input_images(tmp_path)
+    assert [Path(d["image"]).name for d in found] == ["a.png"]
+    assert "ignoring 2 file(s)" in caplog.text and "export.csv, notes.txt" in caplog.text
+
+
+def test_skip_existing_outputs(tmp_path: Path) -> None:
+    data = [{"image": str(tmp_path / n)} for n in ("a.png", "b.jpg", "c.nii.gz", "d.png")]
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in ("a_mask.png", "c_mask.nii.gz", "d_prob.png", "b_mask.nii.gz"):
+        (out / name).write_bytes(b"x")
+    assert [Path(d["image"]).name for d in skip_existing_outputs(data, out)] == ["b.jpg", "d.png"]
+    assert len(skip_existing_outputs(data, out, output_postfix="uncertain")) == 4
+    assert len(skip_existing_outputs(data, tmp_path / "missing")) == 4
+
+
+def test_screen_eval_split_keeps_the_readable_cases(tmp_path: Path) -> None:
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    for name in ("a", "b", "c"):
+        Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "images" / f"{name}.png")
+        Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "masks" / f"{name}.png")
+    (tmp_path / "images" / "b.png").write_bytes(b"")
+    Image.fromarray(np.zeros((8, 6), np.uint8)).save(tmp_path / "masks" / "c.png")
+    pairs = [{"image": f"images/{n}.png", "label": f"masks/{n}.png"} for n in ("a", "b", "c")]
+    split, data, failures = screen_eval_split(_datalist(tmp_path, training=[], validation=pairs, test=[]), "test")
+    assert split == "validation" and [Path(d["image"]).name for d in data] == ["a.png"]
+    assert [Path(f["file"]).name for f in failures] == ["b.png", "c.png"]
+    assert "empty (0 bytes)" in failures[0]["reason"] and "size mismatch" in failures[1]["reason"]
+    assert failures[0]["inputs"] == {
+        "image": str(tmp_path / "images" / "b.png"),
+        "label": str(tmp_path / "masks" / "b.png"),
+    }

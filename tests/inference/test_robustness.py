@@ -12,7 +12,15 @@ import pytest
 import torch
 from torch import nn
 
-from condseg_monai.inference import ConDSegInferer, robustness_conditions, run_robustness
+from condseg_monai.inference import (
+    ConDSegInferer,
+    FailureLog,
+    InputFailuresError,
+    failure_record,
+    robustness_conditions,
+    run_robustness,
+)
+from condseg_monai.transforms.readers import InvalidInputError
 
 
 def _detector() -> nn.Module:
@@ -73,3 +81,35 @@ def test_run_robustness_drops_hand_computed(tmp_path: Path, capsys: pytest.Captu
 def test_run_robustness_rejects_empty_data(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="data is empty"):
         run_robustness(_detector(), [], lambda d: d, ConDSegInferer(), tmp_path)
+
+
+def test_run_robustness_records_unreadable_cases_and_scores_the_others(tmp_path: Path) -> None:
+    def preprocessing(d: dict) -> dict:
+        if isinstance(d["image"], str):  # a path: the test's stand-in for an unreadable file
+            raise RuntimeError("applying transform") from InvalidInputError(f"cannot read image '{d['image']}': empty")
+        return d
+
+    data = [_case(True, True), {"image": "bad.png", "label": "bad_mask.png"}, _case(False, False)]
+    log = FailureLog(records=[failure_record({"image": "early.png"}, "found by the datalist check")])
+    summary = run_robustness(
+        _detector(),
+        data,
+        preprocessing,
+        ConDSegInferer(),
+        tmp_path,
+        corruptions=["darken"],
+        severities=[1],
+        failure_log=log,
+        print_table=False,
+    )
+    assert summary["num_images"] == 2 and summary["num_failed"] == 2
+    assert summary["conditions"][0]["iou"] == pytest.approx(1.0)
+    report = json.loads((tmp_path / "failures.json").read_text())
+    assert [f["file"] for f in report["failures"]] == ["early.png", "bad.png"]
+    assert report["num_inputs"] == 4 and report["failures"][1]["error"] == "InvalidInputError"
+    with pytest.raises(InputFailuresError, match="2 of 4 inputs"):
+        log.raise_if_any()
+    bad_only = [{"image": "bad.png", "label": "m.png"}]
+    with pytest.raises(ValueError, match="none of the 1 images could be read"):
+        run_robustness(_detector(), bad_only, preprocessing, ConDSegInferer(), tmp_path / "none")
+    assert json.loads((tmp_path / "none" / "failures.json").read_text())["num_failed"] == 1
