@@ -109,8 +109,12 @@ def _train(
     loss_fn: nn.Module,
     data: Iterator[dict],
     steps: int,
+    on_step: Callable[[nn.Module, int], None] | None = None,
 ) -> None:
-    """``steps`` optimisation steps of ``loss_fn(forward(image), label)`` on batches from ``data``, with progress."""
+    """``steps`` optimisation steps of ``loss_fn(forward(image), label)`` on batches from ``data``, with progress.
+
+    ``on_step(model, step)``, if given, runs after every step (e.g. an evaluation at chosen steps).
+    """
     model.train()
     start = time.perf_counter()
     for step in range(1, steps + 1):
@@ -122,19 +126,34 @@ def _train(
         if step == 1 or step % max(1, steps // 10) == 0 or step == steps:
             elapsed = time.perf_counter() - start
             print(f"  {prefix} step {step}/{steps}: loss {float(loss):.4f} ({elapsed:.0f} s)", flush=True)
+        if on_step is not None:
+            on_step(model, step)
+            model.train()
 
 
-def train_baseline(name: str, data: Iterator[dict], steps: int, lr: float) -> nn.Module:
-    """Train MONAI baseline ``name`` for ``steps`` Adam steps with Dice + BCE."""
+def train_baseline(
+    name: str, data: Iterator[dict], steps: int, lr: float, on_step: Callable[[nn.Module, int], None] | None = None
+) -> nn.Module:
+    """Train MONAI baseline ``name`` for ``steps`` Adam steps with Dice + BCE (``on_step``: see ``_train``)."""
     model = build_model(name)
-    _train(name, model, model, torch.optim.Adam(model.parameters(), lr=lr), DiceBCELoss(), data, steps)
+    _train(name, model, model, torch.optim.Adam(model.parameters(), lr=lr), DiceBCELoss(), data, steps, on_step)
     return model
 
 
 def train_condseg(
-    data: Iterator[dict], steps: int, stage1_steps: int, lr: float, encoder_lr: float, seed: int, feature_size: int
+    data: Iterator[dict],
+    steps: int,
+    stage1_steps: int,
+    lr: float,
+    encoder_lr: float,
+    seed: int,
+    feature_size: int,
+    on_step: Callable[[nn.Module, int], None] | None = None,
 ) -> nn.Module:
-    """Stage 1 for ``stage1_steps``, then Stage 2 (encoder from Stage 1) for the remaining steps."""
+    """Stage 1 for ``stage1_steps``, then Stage 2 (encoder from Stage 1) for the remaining steps.
+
+    ``on_step(model, step)`` runs after every Stage-2 step, with ``step`` counted over both stages.
+    """
     stage1 = ConDSegStage1()
     inferer = ConsistencyInferer(RandIlluminationContrastAugment().set_random_state(seed=seed))
     optimizer = torch.optim.Adam(stage1.parameters(), lr=lr)
@@ -143,7 +162,8 @@ def train_condseg(
     model = ConDSeg(feature_size=feature_size)
     load_stage1_encoder(model, stage1.state_dict())
     optimizer = torch.optim.Adam(encoder_param_groups(model, lr, encoder_lr), lr=lr)
-    _train("condseg stage 2", model, model, optimizer, ConDSegLoss(), data, steps - stage1_steps)
+    hook = (lambda m, s: on_step(m, stage1_steps + s)) if on_step is not None else None
+    _train("condseg stage 2", model, model, optimizer, ConDSegLoss(), data, steps - stage1_steps, hook)
     return model
 
 
