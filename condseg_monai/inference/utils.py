@@ -227,7 +227,7 @@ def screen_eval_split(
     failed: dict[int, list[str]] = {}
     for problem in check_datalist(datalist, [split]):
         if problem.severity == "error" and problem.index is not None:
-            failed.setdefault(problem.index, []).append(f"{problem.file}: {problem.message}")
+            failed.setdefault(problem.index, []).append(f"'{problem.file}': {problem.message}")
         elif problem.severity == "error":
             raise ValueError(f"cannot evaluate datalist '{datalist}': {problem}")
         else:
