@@ -5,7 +5,13 @@
 from __future__ import annotations
 
 from .inferers import ConsistencyInferer
-from .semi_supervised import BidirectionalCopyPaste, SemiSupervisedTrainer, load_unlabeled
+from .semi_supervised import (
+    BidirectionalCopyPaste,
+    SemiSupervisedTrainer,
+    load_unlabeled,
+    make_trainer,
+    training_state,
+)
 from .settings import TrainingSettings, check_training_settings
 from .stages import run_stages
 from .utils import encoder_param_groups, init_from_stage1, resume_checkpoint_path
@@ -19,6 +25,8 @@ __all__ = [
     "encoder_param_groups",
     "init_from_stage1",
     "load_unlabeled",
+    "make_trainer",
     "resume_checkpoint_path",
     "run_stages",
+    "training_state",
 ]

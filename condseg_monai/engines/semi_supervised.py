@@ -31,7 +31,7 @@ from monai.utils import convert_to_tensor, get_seed
 
 from condseg_monai.losses.semi_supervised import mask_logits, sigmoid_rampup
 
-__all__ = ["BidirectionalCopyPaste", "SemiSupervisedTrainer", "load_unlabeled"]
+__all__ = ["BidirectionalCopyPaste", "SemiSupervisedTrainer", "load_unlabeled", "make_trainer", "training_state"]
 
 logger = logging.getLogger(__name__)
 
@@ -366,3 +366,62 @@ def load_unlabeled(datalist: str, enabled: bool = True) -> list[dict[str, Any]]:
         )
     logger.info(f"semi-supervised: {len(data)} unlabeled images from {datalist}")
     return data
+
+
+def make_trainer(
+    semi_supervised: bool = False,
+    unlabeled_data_loader: Iterable[Mapping[str, Any]] | None = None,
+    unsupervised_loss: Callable[..., torch.Tensor] | None = None,
+    strong_augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    teacher: torch.nn.Module | None = None,
+    unsupervised_weight: float = 1.0,
+    rampup_iterations: int = 0,
+    unlabeled_ratio: int = 1,
+    bcp: bool | BidirectionalCopyPaste = False,
+    **kwargs: Any,
+) -> SupervisedTrainer:
+    """The bundle's ``train#trainer``: a plain ``SupervisedTrainer``, or a :class:`SemiSupervisedTrainer`.
+
+    One config entry serves both modes, so overrides such as ``train#trainer#max_epochs`` (MONAI Label) keep
+    working. With ``semi_supervised`` false every semi-supervised argument is ignored and the trainer is exactly
+    ``monai.engines.SupervisedTrainer(**kwargs)``.
+
+    Args:
+        semi_supervised: build the :class:`SemiSupervisedTrainer`.
+        unlabeled_data_loader: see :class:`SemiSupervisedTrainer` (required when ``semi_supervised``).
+        unsupervised_loss: see :class:`SemiSupervisedTrainer` (required when ``semi_supervised``).
+        strong_augment: see :class:`SemiSupervisedTrainer`.
+        teacher: see :class:`SemiSupervisedTrainer`.
+        unsupervised_weight: see :class:`SemiSupervisedTrainer`.
+        rampup_iterations: see :class:`SemiSupervisedTrainer`.
+        unlabeled_ratio: see :class:`SemiSupervisedTrainer`.
+        bcp: see :class:`SemiSupervisedTrainer`.
+        kwargs: ``SupervisedTrainer`` arguments.
+
+    Raises:
+        ValueError: ``semi_supervised`` without an unlabeled loader or an unsupervised loss.
+    """
+    if not semi_supervised:
+        return SupervisedTrainer(**kwargs)
+    if unlabeled_data_loader is None or unsupervised_loss is None:
+        raise ValueError("semi_supervised needs unlabeled_data_loader and unsupervised_loss.")
+    return SemiSupervisedTrainer(
+        unlabeled_data_loader=unlabeled_data_loader,
+        unsupervised_loss=unsupervised_loss,
+        strong_augment=strong_augment,
+        teacher=teacher,
+        unsupervised_weight=unsupervised_weight,
+        rampup_iterations=rampup_iterations,
+        unlabeled_ratio=unlabeled_ratio,
+        bcp=bcp,
+        **kwargs,
+    )
+
+
+def training_state(**objects: Any) -> dict[str, Any]:
+    """The objects of a resumable training state, leaving out the ``None`` ones (e.g. no teacher when supervised).
+
+    Returns:
+        ``{name: object}`` for ``CheckpointSaver(save_dict=...)`` / ``CheckpointLoader(load_dict=...)``.
+    """
+    return {name: obj for name, obj in objects.items() if obj is not None}

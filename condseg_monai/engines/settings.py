@@ -44,6 +44,15 @@ class TrainingSettings(BaseModel):
     use_checkpoint: bool = True
     stage1_checkpoint: str | None = None
     imagenet_weights: str | None = None
+    # semi-supervised training (docs/training.md, "Semi-supervised training")
+    semi_supervised: bool = False
+    ema_decay: float = Field(default=0.99, gt=0, lt=1)
+    confidence_threshold: float = Field(default=0.95, ge=0.5, le=1)
+    unsupervised_weight: float = Field(default=1.0, ge=0)
+    rampup_epochs: float | None = Field(default=None, ge=0)
+    unlabeled_ratio: int = Field(default=1, ge=1)
+    bcp: bool = False
+    validate_with_teacher: bool = True
 
     @field_validator("image_size")
     @classmethod
@@ -65,6 +74,12 @@ class TrainingSettings(BaseModel):
         if v is not None and not os.path.isfile(v):
             raise ValueError(f"file not found: {v!r}")
         return v
+
+    @model_validator(mode="after")
+    def _bcp_needs_semi_supervised(self) -> TrainingSettings:
+        if self.bcp and not self.semi_supervised:
+            raise ValueError("bcp: copy-paste mixing is part of semi-supervised training; set semi_supervised true too")
+        return self
 
     @model_validator(mode="after")
     def _stage1_checkpoint_exists(self) -> TrainingSettings:

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 
 import torch
 from ignite.engine import Engine, Events
@@ -21,10 +22,16 @@ class TrainingScalarsHandler:
     ``TensorBoardStatsHandler`` then print and plot them with no extra wiring; attach this handler before
     those two so the values exist when they write.
 
+    Semi-supervised runs add the epoch means of scalar entries of ``engine.state.output`` (``output_keys``, e.g.
+    ``unsup_loss``, ``unsup_weight``, ``confident_fraction``, published as ``{prefix}{key}``) and the terms of the
+    unsupervised loss (``unsupervised_loss``, published as ``{prefix}unsup_{term}``).
+
     Args:
         loss: the loss module (anything with a ``last_terms`` mapping; others are ignored).
         optimizer: optimizer whose learning rates are logged, or ``None``.
         prefix: prefix of the metric names.
+        output_keys: scalar keys of ``engine.state.output`` to average (missing keys are skipped).
+        unsupervised_loss: a second loss whose ``last_terms`` are averaged, or ``None``.
     """
 
     def __init__(
@@ -32,10 +39,14 @@ class TrainingScalarsHandler:
         loss: object,
         optimizer: torch.optim.Optimizer | None = None,
         prefix: str = "train_",
+        output_keys: Sequence[str] = (),
+        unsupervised_loss: object | None = None,
     ) -> None:
         self.loss = loss
         self.optimizer = optimizer
         self.prefix = prefix
+        self.output_keys = tuple(output_keys)
+        self.unsupervised_loss = unsupervised_loss
         self._sums: dict[str, float] = defaultdict(float)
         self._count = 0
 
@@ -52,6 +63,15 @@ class TrainingScalarsHandler:
         terms = getattr(self.loss, "last_terms", None) or {}
         for name, value in terms.items():
             self._sums[name] += float(value)
+        unsup_terms = getattr(self.unsupervised_loss, "last_terms", None) or {}
+        for name, value in unsup_terms.items():
+            self._sums[f"unsup_{name}"] += float(value)
+        if self.output_keys:
+            output = engine.state.output
+            output = output[0] if isinstance(output, list) and output else output  # decollated: one per sample
+            for key in self.output_keys:
+                if isinstance(output, dict) and key in output:
+                    self._sums[key] += float(output[key])
         self._count += 1
 
     def _publish(self, engine: Engine) -> None:

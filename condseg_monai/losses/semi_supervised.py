@@ -206,7 +206,7 @@ class ConfidentPseudoLabelLoss(_Loss):
             pseudo = region * target + (1.0 - region) * pseudo
             confident = torch.maximum(region, confident)
         loss = self._term(maps[ConDSegOutput.MASK], pseudo, confident)
-        self.last_terms = {"mask": loss.detach(), "confident_fraction": self.confident_fraction}
+        self.last_terms = {"mask": loss.detach()}
         if len(maps) == 1:
             return loss
         fg = self._term(maps[ConDSegOutput.FOREGROUND], pseudo, confident)
@@ -274,9 +274,5 @@ class UnlabeledConsistencyLoss(_Loss):
                 F.binary_cross_entropy_with_logits(b, target_a, reduction="none") * conf_a
             ).mean()
             self.confident_fraction = 0.5 * (conf_a.mean() + conf_b.mean())
-        self.last_terms = {
-            "consistency": loss.detach(),
-            "agreement": agreement,
-            "confident_fraction": self.confident_fraction,
-        }
+        self.last_terms = {"consistency": loss.detach(), "agreement": agreement}
         return loss

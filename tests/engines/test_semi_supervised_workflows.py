@@ -1,0 +1,207 @@
+# Copyright (c) condseg-monai contributors
+# Licensed under the Apache License, Version 2.0
+"""Semi-supervised training through the bundle: configs/semi_supervised.json on top of the stage configs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+from bundle_runner import FAST, REPO, STAGE2_JSON, TRAIN_JSON, TRAINING_JSON, run_bundle
+from ignite.engine import Events
+from monai.bundle import ConfigWorkflow
+
+from condseg_monai.data import generate_demo_dataset
+from condseg_monai.engines import SemiSupervisedTrainer, check_training_settings
+from condseg_monai.networks import ConDSeg
+
+SEMI_JSON = REPO / "configs" / "semi_supervised.json"
+SEMI_TAGS = ("train_unsup_loss", "train_unsup_weight", "train_confident_fraction")
+
+
+def _ok(result: subprocess.CompletedProcess) -> None:
+    assert result.returncode == 0, f"bundle run failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
+
+
+def _messages(error: BaseException) -> str:
+    """All messages of an exception chain (MONAI wraps config errors in RuntimeError)."""
+    parts = []
+    while error is not None:
+        parts.append(str(error))
+        error = error.__cause__ or error.__context__
+    return "\n".join(parts)
+
+
+def _workflow(configs: list[Path], **overrides) -> ConfigWorkflow:
+    settings = {**FAST, "device": "cpu", **overrides}
+    return ConfigWorkflow(config_file=[str(p) for p in configs], workflow_type="train", **settings)
+
+
+@pytest.fixture(scope="module")
+def semi_datalist(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Four training, two validation, two test pairs and three unlabeled images (48x64)."""
+    out = tmp_path_factory.mktemp("semi_demo")
+    return str(
+        generate_demo_dataset(out, num_train=4, num_val=2, num_test=2, image_size=(48, 64), seed=3, num_unlabeled=3)
+    )
+
+
+@pytest.fixture(scope="module")
+def semi_two_stage_run(tmp_path_factory: pytest.TempPathFactory, semi_datalist: str) -> Path:
+    """Both stages, semi-supervised, in one `python -m monai.bundle run training` with the override."""
+    out = tmp_path_factory.mktemp("semi_two_stage")
+    overrides = {k: v for k, v in FAST.items() if k not in ("max_epochs", "batch_size")}
+    overrides.update(datalist=semi_datalist, output_dir=out, stage1_max_epochs=1, stage2_max_epochs=1)
+    overrides.update(stage1_batch_size=2, stage2_batch_size=2, rampup_epochs=1, confidence_threshold=0.6)
+    _ok(run_bundle("training", [TRAIN_JSON, TRAINING_JSON, SEMI_JSON], overrides))
+    return out
+
+
+def _scalar_tags(tensorboard_dir: Path) -> set[str]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(tensorboard_dir))
+    acc.Reload()
+    return set(acc.Tags()["scalars"])
+
+
+def test_override_keys_are_settings_forwarded_to_both_stages() -> None:
+    """semi_supervised.json only sets top-level settings that train.json defines and training.json forwards."""
+    semi = json.loads(SEMI_JSON.read_text())
+    train = json.loads(TRAIN_JSON.read_text())
+    shared = json.loads(TRAINING_JSON.read_text())["shared_settings"]
+    assert semi["semi_supervised"] is True
+    for key in semi:
+        assert key in train, f"{key} is not a train.json setting"
+        assert shared.get(key) == f"@{key}", f"training.json does not forward {key} to the stages"
+        assert f"{key}=@{key}" in train["initialize"][1], f"{key} is not validated by check_training_settings"
+
+
+def test_two_stage_semi_supervised_run(semi_two_stage_run: Path) -> None:
+    for stage in ("stage1", "stage2"):
+        folder = semi_two_stage_run / stage
+        assert (folder / "model.pt").is_file() and (folder / "latest.pt").is_file()
+        tags = _scalar_tags(folder / "tensorboard")
+        assert set(SEMI_TAGS) <= tags, f"{stage}: missing TensorBoard scalars {set(SEMI_TAGS) - tags}"
+    assert "train_unsup_consistency" in _scalar_tags(semi_two_stage_run / "stage1" / "tensorboard")
+    assert {"train_unsup_fg", "train_unsup_bg"} <= _scalar_tags(semi_two_stage_run / "stage2" / "tensorboard")
+    # Stage 1 has no teacher; Stage 2's EMA teacher is part of the resume state and is the saved best model
+    assert "teacher" not in torch.load(semi_two_stage_run / "stage1" / "latest.pt", weights_only=True)
+    latest = torch.load(semi_two_stage_run / "stage2" / "latest.pt", weights_only=True)
+    assert {"model", "teacher", "optimizer", "trainer"} <= set(latest)
+    best = torch.load(semi_two_stage_run / "stage2" / "model.pt", weights_only=True)
+    ConDSeg(feature_size=16).load_state_dict(best)
+    assert all(torch.equal(best[k], latest["teacher"][k]) for k in best), "model.pt is not the teacher"
+    assert any(not torch.equal(latest["model"][k], latest["teacher"][k]) for k in best), "teacher == student"
+
+
+def test_resume_restores_the_teacher(semi_two_stage_run: Path, semi_datalist: str) -> None:
+    """--resume true continues with the saved teacher (not re-synced to the student)."""
+    saved = torch.load(semi_two_stage_run / "stage2" / "latest.pt", weights_only=True)
+    wf = _workflow(
+        [TRAIN_JSON, STAGE2_JSON, SEMI_JSON],
+        datalist=semi_datalist,
+        output_dir=str(semi_two_stage_run),
+        resume=True,
+        max_epochs=2,
+        val_interval=5,
+    )
+    wf.initialize()
+    trainer = wf.parser.get_parsed_content("train#trainer")
+    assert isinstance(trainer, SemiSupervisedTrainer) and trainer.teacher is not None
+    seen: dict[str, torch.Tensor] = {}
+
+    @trainer.on(Events.STARTED)
+    def _teacher_at_start(engine) -> None:
+        seen.update({k: v.detach().clone() for k, v in trainer.teacher.state_dict().items()})
+
+    wf.run()
+    wf.finalize()
+    assert trainer.state.epoch == 2
+    for key, value in saved["teacher"].items():
+        torch.testing.assert_close(seen[key], value, msg=f"teacher {key} not restored")
+
+
+def test_monai_baseline_network_through_the_bundle(tmp_path: Path, semi_datalist: str) -> None:
+    """The same workflow trains a plain MONAI network semi-supervised (for comparisons outside ConDSeg)."""
+    wf = _workflow(
+        [TRAIN_JSON, STAGE2_JSON, SEMI_JSON],
+        datalist=semi_datalist,
+        output_dir=str(tmp_path),
+        stage1_checkpoint=None,
+        bcp=True,
+        network_def={
+            "_target_": "BasicUNet",
+            "spatial_dims": 2,
+            "in_channels": 3,
+            "out_channels": 1,
+            "features": [4, 4, 8, 8, 16, 4],
+        },
+        loss={"_target_": "condseg_monai.losses.DiceBCELoss"},
+    )
+    wf.initialize()
+    wf.run()
+    wf.finalize()
+    trainer = wf.parser.get_parsed_content("train#trainer")
+    assert trainer.bcp is not None and trainer.state.iteration == 2
+    assert (tmp_path / "stage2" / "model.pt").is_file()
+
+
+def test_semi_supervised_without_unlabeled_images_fails(tmp_path: Path, tiny_datalist: str) -> None:
+    wf = _workflow(
+        [TRAIN_JSON, STAGE2_JSON, SEMI_JSON], datalist=tiny_datalist, output_dir=str(tmp_path), stage1_checkpoint=None
+    )
+    wf.initialize()
+    with pytest.raises(Exception) as info:
+        wf.run()
+    assert "no usable 'unlabeled' images" in _messages(info.value)
+    assert not (tmp_path / "stage2" / "latest.pt").exists(), "training started anyway"
+
+
+def test_unlabeled_image_that_is_also_labeled_fails_naming_it(tmp_path: Path, semi_datalist: str) -> None:
+    data = json.loads(Path(semi_datalist).read_text())
+    data["unlabeled"] = [{"image": data["training"][0]["image"]}]
+    bad = Path(semi_datalist).parent / "also_labeled.json"
+    bad.write_text(json.dumps(data))
+    wf = _workflow(
+        [TRAIN_JSON, STAGE2_JSON, SEMI_JSON], datalist=str(bad), output_dir=str(tmp_path), stage1_checkpoint=None
+    )
+    wf.initialize()
+    with pytest.raises(Exception) as info:
+        wf.run()
+    message = _messages(info.value)
+    assert "also labeled" in message and Path(data["training"][0]["image"]).name in message
+
+
+def test_settings_errors_name_the_key() -> None:
+    base = {
+        "stage": 2,
+        "image_size": 32,
+        "batch_size": 2,
+        "max_epochs": 1,
+        "val_interval": 1,
+        "learning_rate": 1e-4,
+        "encoder_lr": 1e-5,
+        "lr_patience": 1,
+        "early_stop_patience": 1,
+        "num_workers": 0,
+        "device": "cpu",
+        "amp": False,
+    }
+    assert check_training_settings(**base, semi_supervised=True, bcp=True).bcp
+    bad = {
+        "ema_decay": 1.0,
+        "confidence_threshold": 0.3,
+        "unsupervised_weight": -1.0,
+        "rampup_epochs": -2,
+        "unlabeled_ratio": 0,
+    }
+    with pytest.raises(ValueError) as info:
+        check_training_settings(**base, semi_supervised=True, **bad)
+    for key in bad:
+        assert f"`{key}`" in str(info.value)
+    with pytest.raises(ValueError, match="bcp"):
+        check_training_settings(**base, bcp=True)
