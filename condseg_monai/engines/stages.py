@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -23,12 +24,16 @@ def run_stages(
     logging_file: str | os.PathLike | None = None,
     shared: Mapping[str, Any] | None = None,
     per_stage: Sequence[Mapping[str, Any] | None] | None = None,
+    overlays: Sequence[str | os.PathLike] = (),
 ) -> list[str]:
-    """Run ``[base_config, stage_config]`` workflows in order (Stage 1 then Stage 2).
+    """Run ``[base_config, stage_config, *overlays]`` workflows in order (Stage 1 then Stage 2).
 
     Each stage is a complete, independent MONAI bundle run (``initialize``, ``run``, ``finalize``), exactly as
-    ``python -m monai.bundle run --config_file "['<base>', '<stage>']"`` would do; Stage 2 finds Stage 1's
-    best checkpoint where Stage 1 wrote it because both receive the same ``output_dir``.
+    ``python -m monai.bundle run --config_file "['<base>', '<stage>', *overlays]"`` would do; Stage 2 finds Stage
+    1's best checkpoint where Stage 1 wrote it because both receive the same ``output_dir``. Under ``torchrun``
+    the overlay ``bundle/configs/multi_gpu_train.json`` makes each stage distributed: only rank 0 writes, and the
+    barrier at the end of Stage 1 (its ``finalize``) keeps every rank from starting Stage 2 before rank 0 has
+    written Stage 1's checkpoint.
 
     Args:
         base_config: the shared definition (``bundle/configs/train.json``).
@@ -37,6 +42,7 @@ def run_stages(
         logging_file: optional logging config for the stage workflows.
         shared: settings passed to every stage (``None`` values are dropped so stage defaults apply).
         per_stage: optional settings per stage, same order as ``stage_configs`` (``None`` values dropped).
+        overlays: config files merged on top of every stage (e.g. ``bundle/configs/multi_gpu_train.json``).
 
     Returns:
         the best-checkpoint path of each stage, as reported by the stage's ``ckpt_dir``.
@@ -46,13 +52,14 @@ def run_stages(
         raise ValueError(f"per_stage has {len(per_stage)} entries for {len(stage_configs)} stage configs.")
     checkpoints = []
     for i, (stage_config, extra) in enumerate(zip(stage_configs, per_stage), start=1):
-        for path in (base_config, stage_config):
+        files = [base_config, stage_config, *overlays]
+        for path in files:
             if not os.path.isfile(path):
                 raise FileNotFoundError(f"config file not found: {os.fspath(path)!r}")
         override = {k: v for k, v in {**(shared or {}), **(extra or {})}.items() if v is not None}
         logger.info(f"=== stage {i}/{len(stage_configs)}: {os.fspath(stage_config)} ===")
         workflow = ConfigWorkflow(
-            config_file=[os.fspath(base_config), os.fspath(stage_config)],
+            config_file=[os.fspath(path) for path in files],
             meta_file=None if meta_file is None else os.fspath(meta_file),
             logging_file=None if logging_file is None else os.fspath(logging_file),
             workflow_type="train",
@@ -62,6 +69,10 @@ def run_stages(
         workflow.run()
         workflow.finalize()
         checkpoints.append(os.path.join(str(workflow.parser.get_parsed_content("ckpt_dir")), "model.pt"))
+        # The finished stage's network, engines and (distributed) process group sit in reference cycles: free them
+        # now, not at interpreter exit, so Stage 2 does not run beside Stage 1's memory and gloo threads.
+        del workflow
+        gc.collect()
     for i, path in enumerate(checkpoints, start=1):
         logger.info(f"stage {i} best model: {path}")
     return checkpoints
