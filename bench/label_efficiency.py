@@ -304,11 +304,12 @@ def _drop(val: Mapping[str, Mapping[str, float]]) -> float | None:
     return _mean([val[k]["iou"] - val["clean"]["iou"] for k in keys]) if keys else None
 
 
-def summarise(runs: Sequence[Mapping[str, Any]]) -> str:
+def summarise(runs: Sequence[Mapping[str, Any]], final_step: int | None = None) -> str:
     """Markdown tables: per network and arm, the clean metrics, the robustness drop and the share of the gap closed.
 
     "gap closed" of a semi-supervised arm at fraction ``f`` is ``(semi - sup) / (full - sup)`` on the mean mIoU
-    over the seeds present in all three arms.
+    over the seeds present in all three arms (not given when the full arm is not above the supervised one).
+    ``final_step`` (the run's ``--steps``) adds the final clean mIoU as the last column of the learning curves.
     """
     lines = [
         "| network | arm | labeled | seeds | train time (min) | mIoU | mDSC | recall | precision | "
@@ -331,6 +332,7 @@ def summarise(runs: Sequence[Mapping[str, Any]]) -> str:
         rows.append(("full", 1.0, full, "val"))
         full_iou = {r["seed"]: r["val"]["clean"]["iou"] for r in full}
         for arm, f, rs, which in rows:
+            rs = [r for r in rs if which in r]
             if not rs:
                 continue
             clean = [r[which]["clean"] for r in rs]
@@ -345,7 +347,8 @@ def summarise(runs: Sequence[Mapping[str, Any]]) -> str:
                     s = _mean([sup_iou[k] for k in seeds])
                     g = _mean([full_iou[k] for k in seeds])
                     m = _mean([r[which]["clean"]["iou"] for r in rs if r["seed"] in seeds])
-                    closed = f"{100 * (m - s) / (g - s):.0f}% of {100 * (g - s):.1f}" if g != s else "no gap"
+                    gap = f"{100 * (g - s):.1f}"
+                    closed = f"{100 * (m - s) / (g - s):.0f}% of {gap}" if g > s else f"no gap ({gap})"
             lines.append(
                 f"| {LABELS.get(model, model)} | {arm} | {rs[0]['labeled']} | {len(rs)} | "
                 f"{_mean([r['train_seconds'] for r in rs]) / 60:.1f} | "
@@ -353,11 +356,15 @@ def summarise(runs: Sequence[Mapping[str, Any]]) -> str:
                 + f" | {_fmt(drops) if drops else '–'} | {closed} |"
             )
         steps = sorted({int(s) for r in mine for s in r.get("curve", {})})
+        if steps and final_step is not None:
+            steps.append(final_step)
         if steps:
             curves += ["", f"{LABELS.get(model, model)}: clean mIoU (%) during training, mean over seeds:", ""]
             curves += ["| arm | labeled | " + " | ".join(map(str, steps)) + " |", "|---|---|" + "---|" * len(steps)]
             for arm, _f, rs, which in rows:
                 key = "curve" if which == "val" else "student_curve"
+                if final_step is not None:  # the final evaluation is the last point of the curve
+                    rs = [{**r, key: {**r.get(key, {}), str(final_step): r[which]["clean"]}} for r in rs]
                 if rs and any(key in r for r in rs):
                     cells = [
                         _fmt([r[key][str(s)]["iou"] for r in rs if str(s) in r.get(key, {})]) if any(
@@ -505,7 +512,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 clean = run["val"]["clean"]
                 print(f"[seed {seed}] {name} {arm} {fraction}: mIoU {100 * clean['iou']:.1f} ({seconds:.0f} s)")
                 write_json({"settings": settings, "environment": environment, "runs": runs}, results_path)
-    table = summarise(runs)
+    table = summarise(runs, args.steps)
     (args.out / "results.md").write_text(table + "\n")
     print(table)
     return 0 if all(math.isfinite(r["val"]["clean"]["iou"]) for r in runs) else 1

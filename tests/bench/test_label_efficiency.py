@@ -90,7 +90,7 @@ def test_arms_share_labeled_batches_and_results_resume(
     assert again[:2] == runs and trained == ["sup"] and again[2]["arm"] == "full" and again[2]["labeled"] == 10
     assert again[2]["labeled_digest"] != sup["labeled_digest"]
     table = (out / "results.md").read_text()
-    assert "| MONAI BasicUNet | semi (teacher) | 3 | 1 |" in table and "% of " in table
+    assert "| MONAI BasicUNet | semi (teacher) | 3 | 1 |" in table and ("% of " in table or "no gap (" in table)
 
     with pytest.raises(SystemExit):  # other settings must not be mixed into the same results file
         le.main([*base, "--models", "basic_unet", "--steps", "4"])
@@ -105,6 +105,24 @@ def test_condseg_semi_arm_runs_both_stages(demo_datalist: Path, tmp_path: Path) 
     assert sup["parameters"] == semi["parameters"] == sum(p.numel() for p in ConDSeg(feature_size=16).parameters())
     assert [row["step"] for row in semi["log"]] == [1, 1, 2]  # Stage 1 (1 step), then Stage 2 (2 steps)
     assert set(semi["val"]) == set(semi["student"]) == {"clean"}
+
+
+def _run(arm: str, iou: float, student: float | None = None, seed: int = 0) -> dict:
+    val = {"clean": {"iou": iou, "dice": iou, "recall": iou, "precision": iou}}
+    run = {"model": "basic_unet", "arm": arm, "fraction": 1.0 if arm == "full" else 0.1, "seed": seed}
+    run |= {"labeled": 800 if arm == "full" else 80, "train_seconds": 60.0, "val": val, "curve": {"500": val["clean"]}}
+    if student is not None:
+        run["student"] = {"clean": dict.fromkeys(val["clean"], student)}
+    return run
+
+
+def test_summarise_reports_the_share_of_the_gap_closed() -> None:
+    table = le.summarise([_run("sup", 0.40), _run("semi", 0.45, student=0.42), _run("full", 0.50)], final_step=1000)
+    assert "| MONAI BasicUNet | semi (teacher) | 80 | 1 | 1.0 | 45.0 |" in table
+    assert "| 50% of 10.0 |" in table and "| 20% of 10.0 |" in table  # teacher, student
+    assert "| arm | labeled | 500 | 1000 |" in table and "| sup | 80 | 40.0 | 40.0 |" in table
+    no_gap = le.summarise([_run("sup", 0.50), _run("semi", 0.45), _run("full", 0.48)])
+    assert "no gap (-2.0)" in no_gap and "%" not in no_gap.split("\n")[3]
 
 
 @pytest.mark.skipif(not KVASIR.is_dir(), reason="../shared/data/kvasir-seg is not available")
