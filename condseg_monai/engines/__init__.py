@@ -14,7 +14,7 @@ from .semi_supervised import (
 )
 from .settings import TrainingSettings, check_training_settings
 from .stages import run_stages
-from .utils import encoder_param_groups, init_from_stage1, resume_checkpoint_path
+from .utils import encoder_param_groups, init_from_stage1, resume_checkpoint_path, scored_prediction
 
 __all__ = [
     "BidirectionalCopyPaste",
@@ -28,5 +28,6 @@ __all__ = [
     "make_trainer",
     "resume_checkpoint_path",
     "run_stages",
+    "scored_prediction",
     "training_state",
 ]

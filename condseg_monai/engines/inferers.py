@@ -29,6 +29,9 @@ class ConsistencyInferer(Inferer):
         ``(B, 2, out_channels, H, W)``: index 0 the clean-view logits, index 1 the strong-view logits.
     """
 
+    CLEAN: int = 0  # index of the clean-view logits along dim 1 of the output
+    STRONG: int = 1  # index of the strong-view logits
+
     def __init__(self, augment: Callable[[torch.Tensor], torch.Tensor]) -> None:
         super().__init__()
         self.augment = augment
@@ -38,4 +41,4 @@ class ConsistencyInferer(Inferer):
             strong = self.augment(inputs)
         clean_logits = network(inputs, *args, **kwargs)
         strong_logits = network(strong, *args, **kwargs)
-        return torch.stack([clean_logits, strong_logits], dim=1)
+        return torch.stack([clean_logits, strong_logits], dim=1)  # in the order CLEAN, STRONG

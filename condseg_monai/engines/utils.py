@@ -9,7 +9,30 @@ from typing import Any
 
 import torch
 
-__all__ = ["encoder_param_groups", "init_from_stage1", "resume_checkpoint_path"]
+from condseg_monai.engines.inferers import ConsistencyInferer
+from condseg_monai.networks.nets.condseg import ConDSegOutput
+
+__all__ = ["encoder_param_groups", "init_from_stage1", "resume_checkpoint_path", "scored_prediction"]
+
+
+def scored_prediction(pred: torch.Tensor) -> torch.Tensor:
+    """The map the training metrics score, from one decollated training output.
+
+    Args:
+        pred: ``(4, C, H, W)``: ConDSeg's stacked training output (:class:`ConDSegOutput`), gives its ``MASK``;
+            ``(2, C, H, W)``: the Stage-1 views of :class:`ConsistencyInferer`, gives the ``CLEAN`` view;
+            ``(C, H, W)``: any other network's logits, returned as they are.
+
+    Returns:
+        ``(C, H, W)`` logits.
+    """
+    if pred.ndim != 4:
+        return pred
+    if pred.shape[0] == len(ConDSegOutput):
+        return pred[ConDSegOutput.MASK]
+    if pred.shape[0] == 2:
+        return pred[ConsistencyInferer.CLEAN]
+    raise ValueError(f"expected a (4, C, H, W) ConDSeg or (2, C, H, W) Stage-1 output, got {tuple(pred.shape)}.")
 
 
 def encoder_param_groups(network: torch.nn.Module, lr: float, encoder_lr: float) -> list[dict[str, Any]]:

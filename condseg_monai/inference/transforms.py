@@ -18,6 +18,7 @@ from monai.data import MetaTensor
 from monai.transforms import MapTransform, SaveImaged
 
 from condseg_monai.data.image_writer import PILWriterHW
+from condseg_monai.networks.nets.condseg import ConDSegOutput
 from condseg_monai.transforms.loading import LoadImageRGB
 from condseg_monai.transforms.readers import is_nifti
 from condseg_monai.visualize import overlay_contours, save_png
@@ -34,9 +35,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 PREDICTION_KINDS: tuple[str, ...] = ("mask", "probability")
-
-# index of each map in the stacked (4, C, H, W) ConDSeg output (condseg_monai.networks.ConDSegOutput)
-_MASK, _UNCERTAINTY = 0, 3
 
 
 def output_stem(filename: str | os.PathLike) -> str:
@@ -90,9 +88,9 @@ class SplitConDSegOutputd(MapTransform):
                 raise ValueError(f"'{key}' has shape {tuple(out.shape)}: expected (4, C, H, W) or (C, H, W).")
             meta = dict(out.meta) if isinstance(out, MetaTensor) else {}
             ops = list(out.applied_operations) if isinstance(out, MetaTensor) else []
-            d[key] = MetaTensor(torch.as_tensor(out[_MASK]), meta=meta, applied_operations=ops)
+            d[key] = MetaTensor(torch.as_tensor(out[ConDSegOutput.MASK]), meta=meta, applied_operations=ops)
             if self.uncertainty_key is not None:
-                unc = torch.as_tensor(out[_UNCERTAINTY])
+                unc = torch.as_tensor(out[ConDSegOutput.UNCERTAINTY])
                 d[self.uncertainty_key] = MetaTensor(unc, meta=dict(meta), applied_operations=list(ops))
         return d
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from condseg_monai.engines import encoder_param_groups, resume_checkpoint_path
+from condseg_monai.engines import ConsistencyInferer, encoder_param_groups, resume_checkpoint_path, scored_prediction
+from condseg_monai.networks import ConDSegOutput
 
 
 class _Net(torch.nn.Module):
@@ -37,3 +38,14 @@ def test_resume_path_requires_the_file_only_when_resuming(tmp_path: Path) -> Non
     assert resume_checkpoint_path(tmp_path, resume=False) == str(tmp_path / "latest.pt")
     with pytest.raises(FileNotFoundError, match="resume"):
         resume_checkpoint_path(tmp_path, resume=True)
+
+
+def test_scored_prediction_picks_the_named_map() -> None:
+    condseg = torch.stack([torch.full((1, 4, 4), float(i)) for i in range(len(ConDSegOutput))])  # (4, C, H, W)
+    assert torch.equal(scored_prediction(condseg), condseg[ConDSegOutput.MASK])
+    views = torch.stack([torch.full((1, 4, 4), 7.0), torch.full((1, 4, 4), -7.0)])  # Stage 1: (2, C, H, W)
+    assert float(scored_prediction(views).mean()) == 7.0 and ConsistencyInferer.CLEAN == 0
+    plain = torch.rand(1, 4, 4)
+    assert scored_prediction(plain) is plain
+    with pytest.raises(ValueError, match="Stage-1"):
+        scored_prediction(torch.zeros(3, 1, 4, 4))
