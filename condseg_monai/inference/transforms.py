@@ -19,6 +19,7 @@ from monai.transforms import MapTransform, SaveImaged
 
 from condseg_monai.data.image_writer import PILWriterHW
 from condseg_monai.transforms.loading import LoadImageRGB
+from condseg_monai.transforms.readers import file_stem as output_stem  # output_stem: public here, the readers' rule
 from condseg_monai.transforms.readers import is_nifti
 from condseg_monai.visualize import overlay_contours, save_png
 
@@ -37,16 +38,6 @@ PREDICTION_KINDS: tuple[str, ...] = ("mask", "probability")
 
 # index of each map in the stacked (4, C, H, W) ConDSeg output (condseg_monai.networks.ConDSegOutput)
 _MASK, _UNCERTAINTY = 0, 3
-
-
-def output_stem(filename: str | os.PathLike) -> str:
-    """File name without folder and image suffix (``a/b/img.nii.gz`` -> ``img``), as ``SaveImaged`` names files."""
-    name = Path(filename).name
-    lower = name.lower()
-    for suffix in (".nii.gz", ".nii"):
-        if lower.endswith(suffix):
-            return name[: -len(suffix)]
-    return Path(name).stem
 
 
 def _source_file(img: Any, key: Hashable) -> str:
