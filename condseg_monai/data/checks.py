@@ -33,10 +33,12 @@ from condseg_monai.data.datalist import SPLITS, UNLABELED, Datalist, read_datali
 from condseg_monai.transforms.readers import (
     binarize_mask,
     default_mask_threshold,
+    is_2d_image_array,
     is_label_map,
     is_lossy_format,
     is_nifti,
     mask_values_from_pil,
+    nifti_to_2d,
 )
 
 __all__ = [
@@ -98,14 +100,8 @@ def _open_checked(path: str, what: str, problems: list[Problem]) -> Image.Image 
         if is_nifti(path):
             import nibabel as nib
 
-            data = np.asanyarray(nib.load(path).dataobj)
-            if data.dtype.names:
-                data = np.stack([data[n] for n in data.dtype.names], axis=-1)
-            while data.ndim > 2 and data.shape[-1] == 1:
-                data = data[..., 0]
-            if data.ndim == 4 and data.shape[2] == 1:
-                data = data[:, :, 0]
-            if not (data.ndim == 2 or (data.ndim == 3 and data.shape[-1] in (3, 4))):
+            data = nifti_to_2d(np.asanyarray(nib.load(path).dataobj))  # the readers' rule
+            if not is_2d_image_array(data):
                 problems.append(Problem("error", path, f"{what} is not 2D: shape {tuple(data.shape)}"))
                 return None
             return data

@@ -24,11 +24,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from condseg_monai.files import atomic_write_json
 
 __all__ = [
     "SPLITS",
@@ -173,21 +174,10 @@ def load_datalist(path: str | Path, split: str, required: bool | None = None) ->
 
 
 def write_datalist(datalist: Datalist, path: str | Path) -> Path:
-    """Write ``datalist`` to ``path`` atomically (temporary file in the same folder + ``os.replace``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write ``datalist`` to ``path`` atomically (:func:`condseg_monai.files.atomic_write_json`)."""
     data = datalist.model_dump(exclude_none=True)
     if not data.get(UNLABELED):
         # an empty list is left out: labeled-only datalists stay as they were, and a present but empty
         # ``unlabeled`` list is reported by the checks as a mistake
         data.pop(UNLABELED, None)
-    text = json.dumps(data, indent=2) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write_json(path, data, indent=2)

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from condseg_monai.data.datalist import SPLITS, Datalist, DatalistEntry, UnlabeledEntry, write_datalist
+from condseg_monai.transforms.readers import IMAGE_SUFFIXES, file_stem  # file_stem: also public here
 
 __all__ = [
     "DATASETS",
@@ -43,7 +44,8 @@ __all__ = [
 ]
 
 DATASETS: tuple[str, ...] = ("kvasir-seg", "kvasir-sessile", "glas", "isic2016", "isic2017", "folder")
-IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".nii", ".nii.gz")
+# the package's one list of image endings, under the name the datalist tools have always used
+IMAGE_EXTENSIONS: tuple[str, ...] = IMAGE_SUFFIXES
 # suffixes that mask files add to the image stem (matched case-insensitively)
 MASK_SUFFIXES: tuple[str, ...] = ("_mask", "_segmentation", "_anno")
 _MAX_LISTED = 50
@@ -60,15 +62,6 @@ class Pair:
     id: str
     image: Path
     label: Path
-
-
-def file_stem(path: str | Path) -> str:
-    """File name without its image extension (``a.nii.gz`` -> ``a``, ``a.b.jpg`` -> ``a.b``)."""
-    name = Path(path).name
-    for ext in sorted(IMAGE_EXTENSIONS, key=len, reverse=True):
-        if name.lower().endswith(ext):
-            return name[: -len(ext)]
-    return Path(name).stem
 
 
 def _mask_key(stem: str, suffixes: Sequence[str]) -> str:

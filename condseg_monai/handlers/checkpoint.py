@@ -5,48 +5,25 @@
 MONAI's ``CheckpointSaver`` writes in place (``atomic=False``) and, with a fixed file name, removes the old
 file *before* writing the new one, so a crash while saving can leave no loadable checkpoint at all. Here
 every file is written to a temporary file in the same folder, flushed to disk and moved over the old one
-with ``os.replace``; the previous checkpoint stays loadable until the new one is complete.
+with ``os.replace`` (:func:`condseg_monai.files.atomic_torch_save`); the previous checkpoint stays loadable until
+the new one is complete.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import torch
 import torch.distributed as dist
 from ignite.engine import Engine
 from ignite.handlers.checkpoint import BaseSaveHandler
 from monai.handlers import CheckpointLoader, CheckpointSaver
 
+from condseg_monai.files import atomic_torch_save  # also public here, where it was first defined
+
 __all__ = ["atomic_torch_save", "AtomicDiskSaver", "AtomicCheckpointSaver", "ResumeCheckpointLoader"]
-
-
-def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` that never leaves a partially written file at ``path``.
-
-    The object is saved to a temporary file beside ``path``, flushed and fsynced, then renamed over
-    ``path`` (atomic on POSIX and Windows). Permissions follow the process umask like a plain ``open``.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; make it readable like a normal file
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 class AtomicDiskSaver(BaseSaveHandler):

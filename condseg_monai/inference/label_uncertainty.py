@@ -33,6 +33,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from condseg_monai.files import atomic_write_json
+
 __all__ = [
     "DEFAULT_UNCERTAINTY_MODEL",
     "UNCERTAINTY_LABEL",
@@ -61,11 +63,6 @@ def _read_json(path: Path) -> dict[str, Any]:
     if not isinstance(content, dict):
         raise ValueError(f"{path}: expected a JSON object, got {type(content).__name__}.")
     return content
-
-
-def _write_json(path: Path, content: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(content, indent=4) + "\n", encoding="utf-8")
 
 
 def _check_threshold(threshold: float) -> float:
@@ -200,8 +197,8 @@ def make_uncertainty_bundle(
     inference = uncertainty_inference_config(_read_json(src / "configs" / "inference.json"), threshold)
     metadata = uncertainty_metadata(_read_json(src / "configs" / "metadata.json"), name, inference["threshold"])
 
-    _write_json(out / "configs" / "inference.json", inference)
-    _write_json(out / "configs" / "metadata.json", metadata)
+    atomic_write_json(out / "configs" / "inference.json", inference, indent=4)
+    atomic_write_json(out / "configs" / "metadata.json", metadata, indent=4)
     for relative in _COPIED:
         if (src / relative).is_file():
             (out / relative).parent.mkdir(parents=True, exist_ok=True)

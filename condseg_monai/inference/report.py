@@ -5,12 +5,13 @@
 from __future__ import annotations
 
 import csv
-import json
 import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from condseg_monai.files import atomic_open, atomic_write_json
 
 __all__ = ["METRIC_LABELS", "markdown_table", "nan_mean", "to_jsonable", "write_csv", "write_json"]
 
@@ -43,33 +44,20 @@ def to_jsonable(value: Any) -> Any:
     return value
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def write_json(data: Mapping[str, Any], path: str | os.PathLike) -> Path:
     """Write ``data`` as indented JSON (NaN -> null), atomically."""
-    path = Path(path)
-    _atomic_write(path, json.dumps(to_jsonable(data), indent=2) + "\n")
-    return path
+    return atomic_write_json(path, to_jsonable(data), indent=2)
 
 
 def write_csv(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike, columns: Sequence[str] | None = None) -> Path:
     """Write dict rows as CSV (columns: ``columns`` or the keys of the first row; floats with 6 decimals)."""
-    path = Path(path)
     cols = list(columns) if columns is not None else (list(rows[0].keys()) if rows else [])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as f:
+    with atomic_open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore")
         writer.writeheader()
         for row in rows:
             writer.writerow({k: (f"{v:.6f}" if isinstance(v, float) else v) for k, v in row.items()})
-    os.replace(tmp, path)
-    return path
+    return Path(path)
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

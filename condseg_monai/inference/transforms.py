@@ -20,6 +20,7 @@ from monai.transforms import MapTransform, SaveImaged
 from condseg_monai.data.image_writer import PILWriterHW
 from condseg_monai.networks.nets.condseg import ConDSegOutput
 from condseg_monai.transforms.loading import LoadImageRGB
+from condseg_monai.transforms.readers import file_stem as output_stem  # output_stem: public here, the readers' rule
 from condseg_monai.transforms.readers import is_nifti
 from condseg_monai.visualize import overlay_contours, save_png
 
@@ -35,16 +36,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 PREDICTION_KINDS: tuple[str, ...] = ("mask", "probability")
-
-
-def output_stem(filename: str | os.PathLike) -> str:
-    """File name without folder and image suffix (``a/b/img.nii.gz`` -> ``img``), as ``SaveImaged`` names files."""
-    name = Path(filename).name
-    lower = name.lower()
-    for suffix in (".nii.gz", ".nii"):
-        if lower.endswith(suffix):
-            return name[: -len(suffix)]
-    return Path(name).stem
 
 
 def _source_file(img: Any, key: Hashable) -> str:

@@ -16,7 +16,7 @@ from condseg_monai.data.checks import check_datalist
 from condseg_monai.data.datalist import load_datalist
 from condseg_monai.inference.failures import describe_failure, failure_record
 from condseg_monai.inference.transforms import output_stem
-from condseg_monai.transforms.readers import NIFTI_SUFFIXES, PIL_SUFFIXES, is_nifti
+from condseg_monai.transforms.readers import IMAGE_SUFFIXES, is_nifti  # IMAGE_SUFFIXES: also public here
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -30,8 +30,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-IMAGE_SUFFIXES: tuple[str, ...] = tuple(f".{s}" for s in (*PIL_SUFFIXES, *NIFTI_SUFFIXES))
 
 
 def is_image_file(path: str | Path) -> bool:

@@ -7,10 +7,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from monai.utils import convert_to_tensor
 from torch.nn.modules.loss import _Loss
 
-from condseg_monai.losses._utils import as_loss_tensor, check_same_shape
+from condseg_monai.losses._utils import CONDSEG_MAPS, as_loss_tensor, check_same_shape, split_stacked
 from condseg_monai.losses.complementarity import ComplementarityLoss
 from condseg_monai.losses.dice_bce import dice_bce
 
@@ -118,28 +117,6 @@ class ConDSegLoss(_Loss):
         self.beta_eps = float(beta_eps)
         self.last_terms: dict[str, torch.Tensor] = {}
 
-    @staticmethod
-    def _split(pred: torch.Tensor | Sequence[torch.Tensor]) -> list[torch.Tensor]:
-        """Return ``[mask]`` or ``[mask, fg, bg, uc]`` from the accepted ``pred`` layouts."""
-        if isinstance(pred, (list, tuple)):
-            if len(pred) != 4:
-                raise ValueError(f"pred as a sequence must hold 4 tensors (mask, fg, bg, uc), got {len(pred)}.")
-            return [as_loss_tensor(p, f"pred[{i}]") for i, p in enumerate(pred)]
-        if not isinstance(pred, torch.Tensor):
-            raise TypeError(f"pred must be a tensor or a sequence of 4 tensors, got {type(pred).__name__}.")
-        pred = convert_to_tensor(pred, track_meta=False)
-        if pred.ndim == 5:
-            if pred.shape[1] != 4:
-                raise ValueError(
-                    f"a 5-D pred must be stacked (B, 4, C, H, W) = (mask, fg, bg, uc), got shape {tuple(pred.shape)}."
-                )
-            return [as_loss_tensor(p, "pred") for p in pred.unbind(1)]
-        if pred.ndim == 4:
-            return [as_loss_tensor(pred, "pred")]
-        raise ValueError(
-            f"pred must have shape (B, 4, C, H, W) (training) or (B, C, H, W) (mask only), got {tuple(pred.shape)}."
-        )
-
     def _aux_term(self, logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Return (beta-weighted term, unweighted DiceBCE for logging, mean beta for logging)."""
         beta = aux_beta(torch.sigmoid(logits), mode=self.beta_mode, eps=self.beta_eps)
@@ -165,9 +142,9 @@ class ConDSegLoss(_Loss):
         Raises:
             ValueError: when the layout of ``pred`` is not recognised or the shapes differ.
         """
-        maps = self._split(pred)
+        maps = split_stacked(pred, CONDSEG_MAPS)
         target = as_loss_tensor(target, "target")
-        for name, m in zip(("mask", "fg", "bg", "uc"), maps, strict=False):
+        for name, m in zip(CONDSEG_MAPS, maps, strict=False):
             check_same_shape(m, target, f"pred {name}", "target")
         mask_term = dice_bce(maps[0], target, self.double_sigmoid, self.smooth, batch=True)
         self.last_terms = {"dicebce_mask": mask_term.detach()}

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn.modules.loss import _Loss
 
-from condseg_monai.losses._utils import as_loss_tensor, check_same_shape
+from condseg_monai.losses._utils import as_loss_tensor, check_same_shape, split_stacked
 from condseg_monai.losses.dice_bce import DiceBCELoss
 
 __all__ = ["ConsistencyLoss", "Stage1Loss"]
@@ -94,23 +94,6 @@ class Stage1Loss(_Loss):
         self.weight_consistency = float(weight_consistency)
         self.last_terms: dict[str, torch.Tensor] = {}
 
-    @staticmethod
-    def _split(pred: torch.Tensor | Sequence[torch.Tensor]) -> list[torch.Tensor]:
-        """Return ``[clean]`` or ``[clean, strong]`` from a stacked tensor, a pair or a single view."""
-        if isinstance(pred, (list, tuple)):
-            if len(pred) != 2:
-                raise ValueError(f"pred as a sequence must hold 2 tensors (clean, strong), got {len(pred)}.")
-            return list(pred)
-        if not isinstance(pred, torch.Tensor):
-            raise TypeError(f"pred must be a tensor or a (clean, strong) pair, got {type(pred).__name__}.")
-        if pred.ndim == 5:
-            if pred.shape[1] != 2:
-                raise ValueError(
-                    f"a 5-D pred must be stacked (B, 2, C, H, W) = (clean, strong), got shape {tuple(pred.shape)}."
-                )
-            return list(pred.unbind(1))
-        return [pred]
-
     def forward(
         self,
         logits_clean: torch.Tensor | Sequence[torch.Tensor],
@@ -132,7 +115,7 @@ class Stage1Loss(_Loss):
             ValueError: when the shapes differ or the layout of ``pred`` is not recognised.
         """
         if target is None:
-            views, target = self._split(logits_clean), logits_strong
+            views, target = split_stacked(logits_clean, ("clean", "strong")), logits_strong
         else:
             views = [logits_clean, logits_strong]
         check_same_shape(views[0], target, "logits_clean", "target")

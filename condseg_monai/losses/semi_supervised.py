@@ -23,10 +23,9 @@ import math
 
 import torch
 import torch.nn.functional as F
-from monai.utils import convert_to_tensor
 from torch.nn.modules.loss import _Loss
 
-from condseg_monai.losses._utils import as_loss_tensor, check_same_shape
+from condseg_monai.losses._utils import CONDSEG_MAPS, as_loss_tensor, check_same_shape, split_stacked
 from condseg_monai.losses.complementarity import ComplementarityLoss
 from condseg_monai.losses.consistency import ConsistencyLoss
 from condseg_monai.networks.nets.condseg import ConDSegOutput
@@ -50,20 +49,6 @@ def sigmoid_rampup(iteration: float, rampup_iterations: float) -> float:
     return float(math.exp(-5.0 * (1.0 - t) ** 2))
 
 
-def _split_stacked(pred: torch.Tensor, name: str = "pred") -> list[torch.Tensor]:
-    """``[mask]`` for ``(B, C, H, W)`` logits, ``[mask, fg, bg, uc]`` for ConDSeg's ``(B, 4, C, H, W)``."""
-    if not isinstance(pred, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(pred).__name__}.")
-    pred = convert_to_tensor(pred, track_meta=False)
-    if pred.ndim == 5:
-        if pred.shape[1] != len(ConDSegOutput):
-            raise ValueError(
-                f"a 5-D {name} must be ConDSeg's stacked (B, 4, C, H, W) output, got shape {tuple(pred.shape)}."
-            )
-        return [as_loss_tensor(pred[:, int(i)], name) for i in ConDSegOutput]
-    return [as_loss_tensor(pred, name)]
-
-
 def mask_logits(pred: torch.Tensor) -> torch.Tensor:
     """The mask logits of a network output: ``pred`` itself, or the MASK map of ConDSeg's stacked output.
 
@@ -73,7 +58,7 @@ def mask_logits(pred: torch.Tensor) -> torch.Tensor:
     Returns:
         ``(B, C, H, W)`` mask logits.
     """
-    return _split_stacked(pred)[ConDSegOutput.MASK]
+    return split_stacked(pred, CONDSEG_MAPS)[ConDSegOutput.MASK]
 
 
 def pseudo_label(logits: torch.Tensor, threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -192,7 +177,7 @@ class ConfidentPseudoLabelLoss(_Loss):
         Raises:
             ValueError: shapes differ, or only one of ``target`` / ``region`` is given.
         """
-        maps = _split_stacked(pred)
+        maps = split_stacked(pred, CONDSEG_MAPS)
         teacher = mask_logits(teacher_logits)
         check_same_shape(maps[0], teacher, "pred mask", "teacher_logits")
         pseudo, confident = pseudo_label(teacher, self.threshold)

@@ -17,9 +17,10 @@ from condseg_monai.networks.blocks import (
     SpatialAttention,
     outlook_aggregate,
 )
-from condseg_monai.networks.encoder import ResNet50Encoder
+from condseg_monai.networks.encoder import ResNet50Encoder, load_pretrained_resnet50
+from condseg_monai.networks.handover import load_stage1_encoder
 from condseg_monai.networks.nets import ConDSeg, ConDSegOutput, ConDSegStage1, Stage1Head
-from condseg_monai.networks.weights import convert_official_state_dict, load_pretrained_resnet50, load_stage1_encoder
+from condseg_monai.networks.official import convert_official_state_dict
 
 __all__ = [
     "AuxiliaryHead",

@@ -20,7 +20,6 @@ from monai.data import ImageReader, MetaTensor
 from monai.transforms import LoadImage, MapTransform, Transform
 
 from condseg_monai.transforms.readers import (
-    FOREGROUND_MODES,
     InvalidInputError,
     NibabelMaskReader,
     NibabelRGBReader,
@@ -108,8 +107,7 @@ class LoadMask(_ReaderDispatchLoader):
     what = "mask"
 
     def __init__(self, foreground: str = "auto", threshold: float | None = None, reverse_indexing: bool = False):
-        if foreground not in FOREGROUND_MODES:
-            raise ValueError(f"foreground must be one of {FOREGROUND_MODES}, got {foreground!r}.")
+        # the mask readers check ``foreground`` (check_foreground_mode) before anything is built
         super().__init__(
             PILMaskReader(foreground=foreground, threshold=threshold, reverse_indexing=reverse_indexing),
             NibabelMaskReader(foreground=foreground, threshold=threshold),

@@ -30,6 +30,7 @@ from PIL import Image
 
 __all__ = [
     "FOREGROUND_MODES",
+    "IMAGE_SUFFIXES",
     "InvalidInputError",
     "NIFTI_SUFFIXES",
     "NibabelMaskReader",
@@ -38,17 +39,24 @@ __all__ = [
     "PILMaskReader",
     "PILRGBReader",
     "binarize_mask",
+    "check_foreground_mode",
     "default_mask_threshold",
+    "file_stem",
+    "is_2d_image_array",
     "is_label_map",
     "is_lossy_format",
     "is_nifti",
     "mask_values_from_pil",
+    "nifti_to_2d",
     "pil_to_rgb_array",
     "to_unit_range",
 ]
 
 PIL_SUFFIXES: tuple[str, ...] = ("png", "jpg", "jpeg", "bmp", "tif", "tiff")
 NIFTI_SUFFIXES: tuple[str, ...] = ("nii", "nii.gz")
+# every file ending the package reads as an image (lower case, with the dot): the one list that the datalist
+# tools, the inference folder listing and the readers share
+IMAGE_SUFFIXES: tuple[str, ...] = tuple(f".{s}" for s in (*PIL_SUFFIXES, *NIFTI_SUFFIXES))
 FOREGROUND_MODES: tuple[str, ...] = ("auto", "threshold", "nonzero")
 
 # PIL modes that hold 16-bit unsigned samples (Pillow names them by byte order).
@@ -63,6 +71,20 @@ def is_nifti(path: str | Path) -> bool:
     """Whether ``path`` names a NIfTI file (``.nii`` or ``.nii.gz``, case-insensitive)."""
     name = str(path).lower()
     return name.endswith(".nii") or name.endswith(".nii.gz")
+
+
+def file_stem(path: str | Path) -> str:
+    """File name without folder and image suffix (``a/b/img.nii.gz`` -> ``img``, ``a.b.JPG`` -> ``a.b``).
+
+    The two-part NIfTI suffix is removed whole (case-insensitive), any other one like :attr:`pathlib.Path.stem`
+    does, as MONAI's ``SaveImaged`` names its outputs.
+    """
+    name = Path(path).name
+    lower = name.lower()
+    for suffix in (".nii.gz", ".nii"):
+        if lower.endswith(suffix):
+            return name[: -len(suffix)]
+    return Path(name).stem
 
 
 def is_lossy_format(path: str | Path) -> bool:
@@ -183,6 +205,12 @@ def default_mask_threshold(values: np.ndarray) -> float:
     return hi / 2.0
 
 
+def check_foreground_mode(foreground: str) -> None:
+    """Raise a ``ValueError`` unless ``foreground`` is one of :data:`FOREGROUND_MODES`."""
+    if foreground not in FOREGROUND_MODES:
+        raise ValueError(f"foreground must be one of {FOREGROUND_MODES}, got {foreground!r}.")
+
+
 def binarize_mask(
     values: np.ndarray, foreground: str = "auto", threshold: float | None = None, lossy: bool = False
 ) -> np.ndarray:
@@ -206,8 +234,7 @@ def binarize_mask(
     Returns:
         boolean array of the same shape.
     """
-    if foreground not in FOREGROUND_MODES:
-        raise ValueError(f"foreground must be one of {FOREGROUND_MODES}, got {foreground!r}.")
+    check_foreground_mode(foreground)
     if foreground == "nonzero":
         return values > 0
     if threshold is None:
@@ -224,24 +251,26 @@ def is_label_map(values: np.ndarray) -> bool:
     return int(np.min(values)) >= 0 and 2 <= int(np.max(values)) <= 127
 
 
-def _squeeze_to_2d(data: np.ndarray, path: str) -> np.ndarray:
-    """Reduce NIfTI data to ``(H, W)`` or ``(H, W, C)`` by dropping singleton axes beyond the first two."""
+def nifti_to_2d(data: np.ndarray) -> np.ndarray:
+    """NIfTI data reduced towards ``(H, W)`` or ``(H, W, C)``: the readers' and the datalist checks' one rule.
+
+    An RGB(A) structured dtype becomes a last ``3|4`` axis, then singleton axes beyond the first two are dropped
+    (``(X, Y, 1)`` -> ``(X, Y)``, ``(X, Y, 1, C)`` -> ``(X, Y, C)``). What is left may still be no 2D image (a
+    volume, say): check with :func:`is_2d_image_array`.
+    """
+    if data.dtype.names:
+        data = np.stack([data[name] for name in data.dtype.names], axis=-1)
+    data = np.asarray(data)
     while data.ndim > 2 and data.shape[-1] == 1:
         data = data[..., 0]
     if data.ndim == 4 and data.shape[2] == 1:  # (X, Y, 1, C): a single slice of vector data
         data = data[:, :, 0]
-    if data.ndim == 2 or (data.ndim == 3 and data.shape[-1] in (3, 4)):
-        return data
-    raise InvalidInputError(
-        f"'{path}' has shape {tuple(data.shape)}: expected a 2D image or a single slice (H, W[, 1][, 3|4])."
-    )
-
-
-def _structured_rgb_to_array(data: np.ndarray) -> np.ndarray:
-    """Turn a NIfTI RGB(A) structured dtype array into an ``(..., 3|4)`` numeric array."""
-    if data.dtype.names:
-        return np.stack([data[name] for name in data.dtype.names], axis=-1)
     return data
+
+
+def is_2d_image_array(data: np.ndarray) -> bool:
+    """Whether ``data`` is ``(H, W)`` or ``(H, W, 3|4)``, the shapes :func:`nifti_to_2d` should leave."""
+    return data.ndim == 2 or (data.ndim == 3 and data.shape[-1] in (3, 4))
 
 
 class _HWHeaderMixin:
@@ -314,8 +343,7 @@ class PILMaskReader(PILRGBReader):
     def __init__(
         self, foreground: str = "auto", threshold: float | None = None, reverse_indexing: bool = False, **kwargs: Any
     ) -> None:
-        if foreground not in FOREGROUND_MODES:
-            raise ValueError(f"foreground must be one of {FOREGROUND_MODES}, got {foreground!r}.")
+        check_foreground_mode(foreground)
         super().__init__(reverse_indexing=reverse_indexing, **kwargs)
         self.foreground = foreground
         self.threshold = threshold
@@ -347,7 +375,11 @@ class NibabelRGBReader(NibabelReader):
         if len(images) != 1:
             raise ValueError(f"{type(self).__name__} reads one file at a time, got {len(images)}.")
         path = str(images[0].get_filename())
-        raw = _structured_rgb_to_array(np.asanyarray(images[0].dataobj))
+        data = nifti_to_2d(np.asanyarray(images[0].dataobj))
+        if not is_2d_image_array(data):
+            raise InvalidInputError(
+                f"'{path}' has shape {tuple(data.shape)}: expected a 2D image or a single slice (H, W[, 1][, 3|4])."
+            )
         # drop header fields the DataLoader cannot collate (NIfTI stores some as byte strings)
         header: dict = {}
         _copy_compatible_dict(self._get_meta_dict(images[0]), header)
@@ -355,7 +387,7 @@ class NibabelRGBReader(NibabelReader):
         header["original_affine"] = header["affine"].copy()
         header["as_closest_canonical"] = False
         header["space"] = SpaceKeys.RAS  # as MONAI's NibabelReader reports it
-        return _squeeze_to_2d(np.asarray(raw), path), header, path
+        return data, header, path
 
     def get_data(self, img: Any) -> tuple[np.ndarray, dict]:
         data, header, _ = self._prepare(img)
@@ -378,8 +410,7 @@ class NibabelMaskReader(NibabelRGBReader):
     """
 
     def __init__(self, foreground: str = "auto", threshold: float | None = None, **kwargs: Any) -> None:
-        if foreground not in FOREGROUND_MODES:
-            raise ValueError(f"foreground must be one of {FOREGROUND_MODES}, got {foreground!r}.")
+        check_foreground_mode(foreground)
         super().__init__(**kwargs)
         self.foreground = foreground
         self.threshold = threshold

@@ -5,17 +5,13 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from condseg_monai.networks.blocks.attention import ChannelAttention, SpatialAttention
 from condseg_monai.networks.blocks.conv import ConvBNAct
+from condseg_monai.networks.blocks.upsample import upsample
 
 __all__ = ["SizeAwareDecoderBlock", "FusionHead"]
-
-
-def _up(x: torch.Tensor, scale: float) -> torch.Tensor:
-    return F.interpolate(x, scale_factor=scale, mode="bilinear", align_corners=True)
 
 
 class SizeAwareDecoderBlock(nn.Module):
@@ -43,7 +39,7 @@ class SizeAwareDecoderBlock(nn.Module):
         self.sa = SpatialAttention()
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        s1 = self.c1(torch.cat([_up(x, 2.0), skip], dim=1))
+        s1 = self.c1(torch.cat([upsample(x, 2.0), skip], dim=1))
         s2 = torch.relu(self.c2(s1) + s1)
         s3 = torch.relu(self.c3(s2) + s2 + s1)
         s4 = torch.relu(self.c4(s3) + s3 + s2 + s1)
@@ -75,11 +71,11 @@ class FusionHead(nn.Module):
 
     def fuse_inputs(self, x_s: torch.Tensor, x_m: torch.Tensor, x_l: torch.Tensor) -> torch.Tensor:
         """``CBR3(cat[x_s, up2(x_m), up4(x_l)])`` at the resolution of ``x_s``."""
-        return self.fuse(torch.cat([x_s, _up(x_m, 2.0), _up(x_l, 4.0)], dim=1))
+        return self.fuse(torch.cat([x_s, upsample(x_m, 2.0), upsample(x_l, 4.0)], dim=1))
 
     def full_resolution(self, x: torch.Tensor) -> torch.Tensor:
         """``up2`` and the full-resolution layers: the memory-heavy part, which ConDSeg may checkpoint."""
-        return self.c3(self.c2(self.c1(_up(x, 2.0))))
+        return self.c3(self.c2(self.c1(upsample(x, 2.0))))
 
     def forward(self, x_s: torch.Tensor, x_m: torch.Tensor, x_l: torch.Tensor) -> torch.Tensor:
         return self.full_resolution(self.fuse_inputs(x_s, x_m, x_l))

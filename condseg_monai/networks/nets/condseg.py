@@ -8,15 +8,15 @@ from enum import IntEnum
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from condseg_monai.networks.blocks.cdfa import CDFAPreprocess, ContrastDrivenFeatureAggregation
 from condseg_monai.networks.blocks.decoder import FusionHead, SizeAwareDecoderBlock
 from condseg_monai.networks.blocks.decoupling import AuxiliaryHead, SemanticInformationDecoupling
 from condseg_monai.networks.blocks.dilated import DilatedConvBlock
+from condseg_monai.networks.blocks.upsample import upsample
 from condseg_monai.networks.checkpointing import checkpoint_module
-from condseg_monai.networks.encoder import ResNet50Encoder
+from condseg_monai.networks.encoder import ResNet50Encoder, check_input_size
 
 __all__ = ["ConDSeg", "ConDSegOutput"]
 
@@ -28,10 +28,6 @@ class ConDSegOutput(IntEnum):
     FOREGROUND = 1
     BACKGROUND = 2
     UNCERTAINTY = 3
-
-
-def _up2(x: torch.Tensor) -> torch.Tensor:
-    return F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=True)
 
 
 class ConDSeg(nn.Module):
@@ -112,7 +108,7 @@ class ConDSeg(nn.Module):
         self.return_aux = bool(return_aux)
         self.use_checkpoint = bool(use_checkpoint)
 
-        self.encoder = ResNet50Encoder(in_channels=in_channels)
+        self.encoder = ResNet50Encoder(in_channels=in_channels, pretrained_path=pretrained_path)
         c1, c2, c3, c4 = ResNet50Encoder.out_channels
         self.dconv1 = DilatedConvBlock(c1, f)
         self.dconv2 = DilatedConvBlock(c2, f)
@@ -142,17 +138,6 @@ class ConDSeg(nn.Module):
         self.decoder_large = SizeAwareDecoderBlock(f, f, f)
         self.output_block = FusionHead(f, out_channels)
 
-        if pretrained_path is not None:
-            from condseg_monai.networks.weights import load_pretrained_resnet50
-
-            load_pretrained_resnet50(self.encoder, pretrained_path)
-
-    def _check_input(self, x: torch.Tensor) -> None:
-        if x.dim() != 4 or x.shape[2] % 16 != 0 or x.shape[3] % 16 != 0:
-            raise ValueError(
-                f"ConDSeg expects input of shape (B, C, H, W) with H and W multiples of 16, got {list(x.shape)}."
-            )
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Segment a batch.
 
@@ -164,17 +149,17 @@ class ConDSeg(nn.Module):
             ``self.training or self.return_aux``, else ``(B, out_channels, H, W)`` mask logits.
         """
         if not torch.jit.is_tracing():  # a traced graph is specialised to the traced shape anyway
-            self._check_input(x)
+            check_input_size(x, "ConDSeg")
         f1, f2, f3, f4 = self.encoder(x)
         e1, e2, e3, e4 = self.dconv1(f1), self.dconv2(f2), self.dconv3(f3), self.dconv4(f4)
 
         f_fg, f_bg, f_uc = self.sid(f4)
 
         out4 = self.cdfa4(e4, self.preprocess_fg4(f_fg), self.preprocess_bg4(f_bg))
-        out3 = self.cdfa3(torch.cat([e3, _up2(out4)], dim=1), self.preprocess_fg3(f_fg), self.preprocess_bg3(f_bg))
-        out2 = self.cdfa2(torch.cat([e2, _up2(out3)], dim=1), self.preprocess_fg2(f_fg), self.preprocess_bg2(f_bg))
+        out3 = self.cdfa3(torch.cat([e3, upsample(out4)], dim=1), self.preprocess_fg3(f_fg), self.preprocess_bg3(f_bg))
+        out2 = self.cdfa2(torch.cat([e2, upsample(out3)], dim=1), self.preprocess_fg2(f_fg), self.preprocess_bg2(f_bg))
         checkpointed = self.use_checkpoint and self.training and torch.is_grad_enabled()
-        x1, g_fg1, g_bg1 = torch.cat([e1, _up2(out2)], dim=1), self.preprocess_fg1(f_fg), self.preprocess_bg1(f_bg)
+        x1, g_fg1, g_bg1 = torch.cat([e1, upsample(out2)], dim=1), self.preprocess_fg1(f_fg), self.preprocess_bg1(f_bg)
         out1 = self._checkpointed_cdfa1(x1, g_fg1, g_bg1) if checkpointed else self.cdfa1(x1, g_fg1, g_bg1)
 
         d_s = self.decoder_small(out2, out1)

@@ -7,17 +7,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from condseg_monai.networks.blocks.conv import ConvBNAct
-from condseg_monai.networks.encoder import ResNet50Encoder
+from condseg_monai.networks.blocks.upsample import upsample
+from condseg_monai.networks.encoder import ResNet50Encoder, check_input_size
 
 __all__ = ["ConDSegStage1", "Stage1Head"]
-
-
-def _up(x: torch.Tensor, scale: float) -> torch.Tensor:
-    return F.interpolate(x, scale_factor=scale, mode="bilinear", align_corners=True)
 
 
 class Stage1Head(nn.Module):
@@ -50,10 +46,10 @@ class Stage1Head(nn.Module):
     def forward(self, f1: torch.Tensor, f2: torch.Tensor, f3: torch.Tensor, f4: torch.Tensor) -> torch.Tensor:
         # conv at low resolution -> upsample -> BatchNorm + ReLU (``adn``), see the class docstring
         feats = [
-            self.conv1.adn(_up(self.conv1.conv(f1), 2.0)),
-            self.conv2.adn(_up(self.conv2.conv(f2), 4.0)),
-            self.conv3.adn(_up(self.conv3.conv(f3), 8.0)),
-            self.conv4.adn(_up(self.conv4.conv(f4), 16.0)),
+            self.conv1.adn(upsample(self.conv1.conv(f1), 2.0)),
+            self.conv2.adn(upsample(self.conv2.conv(f2), 4.0)),
+            self.conv3.adn(upsample(self.conv3.conv(f3), 8.0)),
+            self.conv4.adn(upsample(self.conv4.conv(f4), 16.0)),
         ]
         return self.conv_fuse(torch.cat(feats, dim=1))
 
@@ -90,22 +86,12 @@ class ConDSegStage1(nn.Module):
             raise ValueError(f"out_channels must be >= 1, got {out_channels}.")
         self.in_channels = in_channels
         self.out_channels = out_channels
-        self.encoder = ResNet50Encoder(in_channels=in_channels)
+        self.encoder = ResNet50Encoder(in_channels=in_channels, pretrained_path=pretrained_path)
         self.head = Stage1Head(ResNet50Encoder.out_channels, out_channels)
-        if pretrained_path is not None:
-            from condseg_monai.networks.weights import load_pretrained_resnet50
-
-            load_pretrained_resnet50(self.encoder, pretrained_path)
-
-    def _check_input(self, x: torch.Tensor) -> None:
-        if x.dim() != 4 or x.shape[2] % 16 != 0 or x.shape[3] % 16 != 0:
-            raise ValueError(
-                f"ConDSegStage1 expects input of shape (B, C, H, W) with H and W multiples of 16, got {list(x.shape)}."
-            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Return ``(B, out_channels, H, W)`` mask logits for a ``(B, in_channels, H, W)`` image."""
         if not torch.jit.is_tracing():
-            self._check_input(x)
+            check_input_size(x, "ConDSegStage1")
         f1, f2, f3, f4 = self.encoder(x)
         return self.head(f1, f2, f3, f4)
