@@ -5,13 +5,14 @@ PY := $(VENV)/bin/python
 PIP_INSTALL := $(PY) -m pip install -q -c constraints.txt
 RUN_DIR ?= runs/demo
 
-.PHONY: help venv test lint demo bench bench-accuracy clean label-test
+.PHONY: help venv test lint demo bench bench-accuracy bench-label-efficiency clean label-test
 
 help:
 	@echo "make demo   - train Stage 1 + Stage 2 on the built-in demo data and run inference (CPU, minutes)"
 	@echo "make test   - ruff + pytest (creates $(VENV) if missing)"
 	@echo "make bench  - speed / memory: ConDSeg against MONAI baselines (bench/compare.py, ~9 min; tables in docs/benchmarks.md)"
 	@echo "make bench-accuracy - fixed-budget accuracy: ConDSeg against MONAI baselines on Kvasir-SEG (bench/accuracy.py, ~2 h on 2 CPU cores)"
+	@echo "make bench-label-efficiency - 10 % labels: supervised vs semi-supervised vs all labels on Kvasir-SEG at 64 px (bench/label_efficiency.py, ~2 h on 1 thread)"
 	@echo "make label-test - MONAI Label 0.8.5 contract test against a real server (own env, ~5 min cold build)"
 
 $(VENV)/.installed: pyproject.toml constraints.txt
@@ -60,6 +61,15 @@ ACCURACY_DIR ?= runs/accuracy/kvasir128
 bench-accuracy: venv
 	$(PY) bench/accuracy.py --data $(KVASIR) --out $(ACCURACY_DIR) --size 128 --steps 400 --stage1-steps 100 \
 		--seeds 0 1 --models unet attention_unet basic_unet segresnet condseg
+
+# Same data folder; one results.json per network and budget (resumable). Settings as in docs/benchmarks.md.
+LABEL_EFF_DIR ?= runs/label_efficiency
+bench-label-efficiency: venv
+	$(PY) bench/label_efficiency.py --data $(KVASIR) --out $(LABEL_EFF_DIR)/basic_unet64_2000 --models basic_unet \
+		--size 64 --steps 2000 --eval-at 500 1000 1500 --fractions 0.1 --arms sup semi full --seeds 0
+	$(PY) bench/label_efficiency.py --data $(KVASIR) --out $(LABEL_EFF_DIR)/condseg64 --models condseg --size 64 \
+		--steps 300 --stage1-steps 100 --eval-at 150 200 250 --rampup 0.25 --threshold 0.9 --fractions 0.1 \
+		--arms sup full semi --seeds 0
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache
