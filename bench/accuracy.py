@@ -88,6 +88,27 @@ def load_cached(data: Sequence[Mapping[str, Any]], size: int) -> list[dict[str, 
     return out
 
 
+def load_benchmark_data(
+    args: argparse.Namespace, parser: argparse.ArgumentParser
+) -> tuple[Path, list[dict[str, torch.Tensor]], list[dict[str, torch.Tensor]]]:
+    """The datalist of a benchmark run (``--datalist``, or ``--data`` split once into ``--out``) and its cached
+    training and validation pairs at ``--size``, shared by the benchmark scripts.
+
+    Returns:
+        ``(datalist path, training pairs, validation pairs)``.
+    """
+    args.out.mkdir(parents=True, exist_ok=True)
+    datalist = args.datalist
+    if datalist is None:
+        if not args.data.is_dir():
+            parser.error(f"--data folder '{args.data}' does not exist.")
+        datalist = args.out / "datalist.json"
+        prepare_datalist("folder", args.data, datalist, seed=args.split_seed, val_count=args.val_count)
+    train = load_cached(load_datalist(datalist, "training"), args.size)
+    val = load_cached(load_datalist(datalist, "validation"), args.size)
+    return Path(datalist), train, val
+
+
 def batches(cached: list[dict[str, torch.Tensor]], size: int, batch_size: int, seed: int) -> Iterator[dict]:
     """Endless shuffled, augmented batches; the same ``seed`` gives the same batches and augmentation draws."""
     set_determinism(seed)  # seeds the Compose below and the DataLoader's shuffling
@@ -269,16 +290,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    args.out.mkdir(parents=True, exist_ok=True)
-    datalist = args.datalist
-    if datalist is None:
-        if not args.data.is_dir():
-            parser.error(f"--data folder '{args.data}' does not exist.")
-        datalist = args.out / "datalist.json"
-        prepare_datalist("folder", args.data, datalist, seed=args.split_seed, val_count=args.val_count)
     t0 = time.perf_counter()
-    train = load_cached(load_datalist(datalist, "training"), args.size)
-    val = load_cached(load_datalist(datalist, "validation"), args.size)
+    datalist, train, val = load_benchmark_data(args, parser)
     cross = load_cached(load_datalist(args.cross_datalist, args.cross_split), args.size) if args.cross_datalist else []
     print(
         f"loaded {len(train)} training / {len(val)} validation images in {time.perf_counter() - t0:.0f} s", flush=True

@@ -48,11 +48,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from accuracy import METRICS, batches, build_model, evaluate, load_cached, train_baseline, train_condseg
+from accuracy import METRICS, batches, build_model, evaluate, load_benchmark_data, train_baseline, train_condseg
 from monai.utils import set_determinism
 from torch import nn
 
-from condseg_monai.data import keep_labeled, load_datalist, prepare_datalist, read_datalist
+from condseg_monai.data import keep_labeled, read_datalist
 from condseg_monai.inference.report import write_json
 from condseg_monai.inference.robustness import robustness_conditions
 
@@ -429,16 +429,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    args.out.mkdir(parents=True, exist_ok=True)
-    datalist = args.datalist
-    if datalist is None:
-        if not args.data.is_dir():
-            parser.error(f"--data folder '{args.data}' does not exist.")
-        datalist = args.out / "datalist.json"
-        prepare_datalist("folder", args.data, datalist, seed=args.split_seed, val_count=args.val_count)
     t0 = time.perf_counter()
-    train = load_cached(load_datalist(datalist, "training"), args.size)
-    val = load_cached(load_datalist(datalist, "validation"), args.size)
+    datalist, train, val = load_benchmark_data(args, parser)
     print(f"loaded {len(train)} training / {len(val)} validation images in {time.perf_counter() - t0:.0f} s")
     subsets = {f: labeled_indices(datalist, f, args.label_seed) for f in args.fractions}
 
