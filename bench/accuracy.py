@@ -51,10 +51,11 @@ from monai.utils import convert_to_tensor, set_determinism
 from torch import nn
 
 from condseg_monai.data import load_datalist, prepare_datalist
-from condseg_monai.engines import ConsistencyInferer, encoder_param_groups
+from condseg_monai.engines import StrongViewPrepareBatch, encoder_param_groups
 from condseg_monai.inference.corruptions import corrupt
 from condseg_monai.inference.report import write_json
 from condseg_monai.inference.robustness import robustness_conditions
+from condseg_monai.inferers import ConsistencyInferer
 from condseg_monai.losses import ConDSegLoss, DiceBCELoss, Stage1Loss
 from condseg_monai.metrics import binary_segmentation_metrics
 from condseg_monai.networks import ConDSeg, ConDSegStage1, load_stage1_encoder
@@ -65,7 +66,18 @@ from condseg_monai.transforms import (
     condseg_resize_transforms,
 )
 
-__all__ = ["MODELS", "METRICS", "evaluate", "main", "summarise", "train_baseline", "train_condseg"]
+__all__ = [
+    "MODELS",
+    "METRICS",
+    "add_data_arguments",
+    "benchmark_environment",
+    "evaluate",
+    "load_benchmark_data",
+    "main",
+    "summarise",
+    "train_baseline",
+    "train_condseg",
+]
 
 MODELS = ("condseg", "unet", "attention_unet", "basic_unet", "segresnet")
 METRICS = ("iou", "dice", "recall", "precision")
@@ -86,6 +98,30 @@ def load_cached(data: Sequence[Mapping[str, Any]], size: int) -> list[dict[str, 
         d = prep(dict(item))
         out.append({"image": d["image"].as_tensor().float(), "label": d["label"].as_tensor().float()})
     return out
+
+
+def add_data_arguments(parser: argparse.ArgumentParser, out_help: str = "results.json, results.md") -> None:
+    """The data and output options every benchmark script shares (read by :func:`load_benchmark_data`):
+    ``--data`` or ``--datalist``, ``--out``, ``--val-count``, ``--split-seed``."""
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data", type=Path, help="folder with images/ and masks/ (split here, see --val-count)")
+    source.add_argument("--datalist", type=Path, help="a prepared datalist JSON (its training/validation splits)")
+    parser.add_argument("--out", type=Path, required=True, help=f"output folder ({out_help})")
+    parser.add_argument("--val-count", type=int, default=80, help="--data: validation images")
+    parser.add_argument("--split-seed", type=int, default=0, help="--data: seed of the train/val split")
+
+
+def benchmark_environment(train: Sequence[Any], val: Sequence[Any], **extra: Any) -> dict[str, Any]:
+    """What a benchmark's ``results.json`` records of the machine and the data (``extra``: more entries)."""
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "cpu": platform.processor() or platform.machine(),
+        "train_images": len(train),
+        "val_images": len(val),
+        **extra,
+    }
 
 
 def load_benchmark_data(
@@ -176,9 +212,11 @@ def train_condseg(
     ``on_step(model, step)`` runs after every Stage-2 step, with ``step`` counted over both stages.
     """
     stage1 = ConDSegStage1()
-    inferer = ConsistencyInferer(RandIlluminationContrastAugment().set_random_state(seed=seed))
+    views = StrongViewPrepareBatch(RandIlluminationContrastAugment().set_random_state(seed=seed))
+    inferer = ConsistencyInferer()
     optimizer = torch.optim.Adam(stage1.parameters(), lr=lr)
-    _train("condseg stage 1", stage1, lambda x: inferer(x, stage1), optimizer, Stage1Loss(), data, stage1_steps)
+    forward = lambda x: inferer(x, stage1, **views({"image": x})[3])  # noqa: E731 - clean and strong view
+    _train("condseg stage 1", stage1, forward, optimizer, Stage1Loss(), data, stage1_steps)
 
     model = ConDSeg(feature_size=feature_size)
     load_stage1_encoder(model, stage1.state_dict())
@@ -263,12 +301,7 @@ def summarise(runs: Sequence[Mapping[str, Any]], models: Sequence[str]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--data", type=Path, help="folder with images/ and masks/ (split here, see --val-count)")
-    source.add_argument("--datalist", type=Path, help="a prepared datalist JSON (its training/validation splits)")
-    parser.add_argument("--out", type=Path, required=True, help="output folder (results.json, results.md)")
-    parser.add_argument("--val-count", type=int, default=80, help="--data: validation images")
-    parser.add_argument("--split-seed", type=int, default=0, help="--data: seed of the train/val split")
+    add_data_arguments(parser)
     parser.add_argument("--size", type=int, default=128, help="image side (a multiple of 32)")
     parser.add_argument("--steps", type=int, default=400, help="optimisation steps per model (ConDSeg: both stages)")
     parser.add_argument("--stage1-steps", type=int, default=100, help="ConDSeg: steps of Stage 1 out of --steps")
@@ -305,14 +338,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"'{results_path}' holds results of other settings; use another --out or delete it.")
     runs: list[dict[str, Any]] = done.get("runs", [])
     conditions = robustness_conditions(severities=args.severities) if args.severities else [("clean", 0)]
-    environment = {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "cpu": platform.processor() or platform.machine(),
-        "train_images": len(train),
-        "val_images": len(val),
-    }
+    environment = benchmark_environment(train, val)
     trainers: dict[str, Callable[[Iterator[dict]], nn.Module]] = {
         "condseg": lambda d: train_condseg(
             d, args.steps, args.stage1_steps, args.lr, args.encoder_lr, seed, args.feature_size

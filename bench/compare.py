@@ -21,7 +21,7 @@ other ``--repeats`` rounds is reported, so slow drifts of the machine hit every 
   latency at batch 1, throughput (images/s) at batch 8. ConDSeg in eval skips its auxiliary head.
 - ``train_b4``: one full training step at batch 4: ``zero_grad``, train-mode forward, loss, backward, Adam step.
   ConDSeg: the 4-map output + :class:`~condseg_monai.losses.ConDSegLoss` (all Stage-2 terms). Stage 1: the clean
-  and strongly augmented views through :class:`~condseg_monai.engines.ConsistencyInferer` with the real
+  and strongly augmented views through :class:`~condseg_monai.inferers.ConsistencyInferer` with the real
   :class:`~condseg_monai.transforms.RandIlluminationContrastAugment` + :class:`~condseg_monai.losses.Stage1Loss`.
   Baselines: :class:`~condseg_monai.losses.DiceBCELoss`.
 - FLOPs: ``FlopCounterMode`` (convolutions and matrix products only, 2 FLOPs per multiply-add) of one
@@ -114,11 +114,15 @@ def _training_objective(name: str, model: nn.Module) -> tuple[Callable, nn.Modul
     if name in ("condseg", "condseg_plain"):
         return model, ConDSegLoss()  # train-mode output (B, 4, 1, H, W): mask, fg, bg, uncertainty
     if name == "stage1":
-        from condseg_monai.engines import ConsistencyInferer
+        from condseg_monai.engines import StrongViewPrepareBatch
+        from condseg_monai.inferers import ConsistencyInferer
         from condseg_monai.transforms import RandIlluminationContrastAugment
 
-        inferer = ConsistencyInferer(RandIlluminationContrastAugment().set_random_state(seed=0))
-        return (lambda x: inferer(x, model)), Stage1Loss()  # (B, 2, 1, H, W): clean and strong view
+        views = StrongViewPrepareBatch(RandIlluminationContrastAugment().set_random_state(seed=0))
+        inferer = ConsistencyInferer()
+        return (
+            lambda x: inferer(x, model, **views({"image": x})[3])
+        ), Stage1Loss()  # (B, 2, 1, H, W): clean and strong view
     return model, DiceBCELoss()
 
 

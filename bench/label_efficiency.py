@@ -37,7 +37,6 @@ import argparse
 import hashlib
 import json
 import math
-import platform
 import random
 import statistics
 import sys
@@ -48,7 +47,17 @@ from typing import Any
 
 import numpy as np
 import torch
-from accuracy import METRICS, batches, build_model, evaluate, load_benchmark_data, train_baseline, train_condseg
+from accuracy import (
+    METRICS,
+    add_data_arguments,
+    batches,
+    benchmark_environment,
+    build_model,
+    evaluate,
+    load_benchmark_data,
+    train_baseline,
+    train_condseg,
+)
 from monai.utils import set_determinism
 from torch import nn
 
@@ -57,6 +66,7 @@ from condseg_monai.inference.report import write_json
 from condseg_monai.inference.robustness import robustness_conditions
 
 __all__ = [
+    "resume_results",
     "ARMS",
     "IsolatedBatches",
     "labeled_indices",
@@ -125,13 +135,16 @@ class IsolatedBatches(Iterator[dict]):
         return self._digest.hexdigest()
 
 
-def labeled_indices(datalist: Path, fraction: float, seed: int) -> tuple[list[int], list[int]]:
+def labeled_indices(
+    datalist: Path, fraction: float | None, seed: int, count: int | None = None
+) -> tuple[list[int], list[int]]:
     """Indices (into the datalist's ``training`` entries) of the labeled and the unlabeled images.
 
-    The choice is :func:`condseg_monai.data.keep_labeled` (``fraction`` of the training pairs, ``seed``).
+    The choice is :func:`condseg_monai.data.keep_labeled` (``fraction`` of the training pairs or ``count`` of them,
+    ``seed``).
     """
     full = read_datalist(datalist)
-    kept = {e.image for e in keep_labeled(full, fraction=fraction, seed=seed).training}
+    kept = {e.image for e in keep_labeled(full, fraction=fraction, count=count, seed=seed).training}
     labeled = [i for i, e in enumerate(full.training) if e.image in kept]
     unlabeled = [i for i, e in enumerate(full.training) if e.image not in kept]
     return labeled, unlabeled
@@ -159,6 +172,7 @@ def _semi_trainer(
     inferer: Any = None,
     on_step: OnStep | None = None,
     log: list[dict[str, float]] | None = None,
+    prepare_batch: Any = None,
 ) -> tuple[Any, nn.Module | None]:
     """Build, run and return ``(trainer, teacher)`` of the package's ``SemiSupervisedTrainer`` for ``steps``."""
     from ignite.engine import Events
@@ -168,7 +182,10 @@ def _semi_trainer(
     from condseg_monai.losses import ConfidentPseudoLabelLoss, UnlabeledConsistencyLoss
     from condseg_monai.transforms import RandIlluminationContrastAugment
 
-    ema = EMAHandler(network, momentum=args.ema_momentum) if teacher else None
+    warmup = {}
+    if args.ema_warmup_iters:  # ignite's warm-up: the momentum goes linearly from --ema-warmup-momentum down
+        warmup = {"momentum_warmup": args.ema_warmup_momentum, "warmup_iters": args.ema_warmup_iters}
+    ema = EMAHandler(network, momentum=args.ema_momentum, **warmup) if teacher else None
     strong = RandIlluminationContrastAugment().set_random_state(seed=seed + UNLABELED_SEED_OFFSET)
     trainer = SemiSupervisedTrainer(
         device=torch.device("cpu"),
@@ -185,6 +202,7 @@ def _semi_trainer(
         unsupervised_weight=args.unsup_weight,
         rampup_iterations=int(args.rampup * steps),
         inferer=inferer,
+        **({} if prepare_batch is None else {"prepare_batch": prepare_batch}),
         decollate=False,  # keep engine.state.output one dict (the logged losses)
     )
     if ema is not None:
@@ -242,20 +260,33 @@ def train_semi_condseg(
 ) -> tuple[nn.Module, nn.Module]:
     """ConDSeg: Stage 1 with unlabeled consistency, then Stage 2 mean teacher; returns ``(teacher, student)``.
 
-    The labeled part of each stage is that of :func:`accuracy.train_condseg` (Stage 1: ``ConsistencyInferer``
-    with the seeded strong augmentation and ``Stage1Loss``; Stage 2: encoder from Stage 1 at ``--encoder-lr``,
-    ``ConDSegLoss``); ``on_step`` sees the Stage-2 teacher with steps counted over both stages.
+    The labeled part of each stage is that of :func:`accuracy.train_condseg` (Stage 1: ``StrongViewPrepareBatch``
+    + ``ConsistencyInferer`` with the seeded strong augmentation and ``Stage1Loss``; Stage 2: encoder from Stage 1
+    at ``--encoder-lr``, ``ConDSegLoss``); ``on_step`` sees the Stage-2 teacher with steps counted over both stages.
     """
-    from condseg_monai.engines import ConsistencyInferer, encoder_param_groups
+    from condseg_monai.engines import StrongViewPrepareBatch, encoder_param_groups
+    from condseg_monai.inferers import ConsistencyInferer
     from condseg_monai.losses import ConDSegLoss, Stage1Loss
     from condseg_monai.networks import ConDSeg, ConDSegStage1, load_stage1_encoder
     from condseg_monai.transforms import RandIlluminationContrastAugment
 
     stage1 = ConDSegStage1()
-    inferer = ConsistencyInferer(RandIlluminationContrastAugment().set_random_state(seed=seed))
+    views = StrongViewPrepareBatch(RandIlluminationContrastAugment().set_random_state(seed=seed))
     optimizer = torch.optim.Adam(stage1.parameters(), lr=args.lr)
     _semi_trainer(
-        stage1, optimizer, Stage1Loss(), labeled, unlabeled, args.stage1_steps, args, seed, False, inferer, None, log
+        stage1,
+        optimizer,
+        Stage1Loss(),
+        labeled,
+        unlabeled,
+        args.stage1_steps,
+        args,
+        seed,
+        False,
+        ConsistencyInferer(),
+        None,
+        log,
+        views,
     )
 
     model = ConDSeg(feature_size=args.feature_size)
@@ -394,14 +425,29 @@ def summarise(runs: Sequence[Mapping[str, Any]], final_step: int | None = None) 
     return "\n".join(lines + curves)
 
 
+def resume_results(
+    args: argparse.Namespace, parser: argparse.ArgumentParser, selectors: Sequence[str]
+) -> tuple[dict[str, Any], Path, list[dict[str, Any]]]:
+    """The settings of this invocation and the runs ``--out/results.json`` already holds (resumable benchmarks).
+
+    Every option except ``selectors`` (which only choose the work) must match the stored settings; a setting
+    added after the results were written counts with its default.
+
+    Returns:
+        ``(settings, results.json path, stored runs)``; exits through ``parser.error`` on other settings.
+    """
+    settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k not in selectors}
+    results_path = args.out / "results.json"
+    done = json.loads(results_path.read_text()) if results_path.is_file() else {}
+    defaults = {k: parser.get_default(k) for k in settings}
+    if "settings" in done and {k: done["settings"].get(k, defaults[k]) for k in settings} != settings:
+        parser.error(f"'{results_path}' holds results of other settings; use another --out or delete it.")
+    return settings, results_path, list(done.get("runs", []))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--data", type=Path, help="folder with images/ and masks/ (split here, see --val-count)")
-    source.add_argument("--datalist", type=Path, help="a prepared datalist JSON (its training/validation splits)")
-    parser.add_argument("--out", type=Path, required=True, help="output folder (results.json, results.md)")
-    parser.add_argument("--val-count", type=int, default=80, help="--data: validation images")
-    parser.add_argument("--split-seed", type=int, default=0, help="--data: seed of the train/val split")
+    add_data_arguments(parser)
     parser.add_argument("--models", nargs="+", default=["basic_unet", "condseg"], help="condseg or accuracy baselines")
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
     parser.add_argument("--fractions", type=float, nargs="+", default=[0.1], help="labeled fractions (sup, semi)")
@@ -420,6 +466,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rampup", type=float, default=0.2, help="semi: sigmoid ramp-up, fraction of the steps")
     parser.add_argument("--threshold", type=float, default=0.95, help="semi: pseudo-label confidence threshold")
     parser.add_argument("--ema-momentum", type=float, default=0.01, help="semi: ignite EMAHandler momentum")
+    parser.add_argument(
+        "--ema-warmup-iters", type=int, default=0, help="semi: EMAHandler warm-up iterations per stage (0: none)"
+    )
+    parser.add_argument(
+        "--ema-warmup-momentum", type=float, default=0.5, help="semi: EMAHandler momentum at the warm-up start"
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (0: torch default)")
     args = parser.parse_args(argv)
     if args.size % 32 or args.size < 32:
@@ -434,22 +486,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"loaded {len(train)} training / {len(val)} validation images in {time.perf_counter() - t0:.0f} s")
     subsets = {f: labeled_indices(datalist, f, args.label_seed) for f in args.fractions}
 
-    selectors = ("seeds", "models", "arms", "fractions")  # only select runs; everything else must match
-    settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k not in selectors}
-    results_path = args.out / "results.json"
-    done = json.loads(results_path.read_text()) if results_path.is_file() else {}
-    if done.get("settings", settings) != settings:
-        parser.error(f"'{results_path}' holds results of other settings; use another --out or delete it.")
-    runs: list[dict[str, Any]] = done.get("runs", [])
+    # only select runs; everything else must match
+    settings, results_path, runs = resume_results(args, parser, ("seeds", "models", "arms", "fractions"))
     conditions = robustness_conditions(severities=args.severities) if args.severities else [("clean", 0)]
-    environment = {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "cpu": platform.processor() or platform.machine(),
-        "train_images": len(train),
-        "val_images": len(val),
-    }
+    environment = benchmark_environment(train, val)
     eval_at = {s for s in args.eval_at if 0 < s < args.steps}
     todo = [("full", 1.0)] if "full" in args.arms else []
     todo = [(arm, f) for f in args.fractions for arm in ("sup", "semi") if arm in args.arms] + todo

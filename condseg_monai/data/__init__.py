@@ -24,7 +24,7 @@ from condseg_monai.data.datalist import (
     read_datalist,
     write_datalist,
 )
-from condseg_monai.data.demo import generate_demo_dataset, make_demo_pair
+from condseg_monai.data.demo import generate_demo_dataset, is_demo_data, make_demo_pair
 from condseg_monai.data.image_writer import PILWriterHW
 from condseg_monai.data.prepare import (
     DATASETS,
@@ -54,6 +54,7 @@ __all__ = [
     "check_image",
     "check_pair",
     "generate_demo_dataset",
+    "is_demo_data",
     "keep_labeled",
     "labeled_budget_size",
     "load_datalist",

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ from PIL import Image
 
 from condseg_monai.data.datalist import Datalist, DatalistEntry, UnlabeledEntry, read_datalist, write_datalist
 
-__all__ = ["DEMO_VERSION", "generate_demo_dataset", "make_demo_pair"]
+__all__ = ["DEMO_VERSION", "generate_demo_dataset", "is_demo_data", "make_demo_pair"]
 
 # bump when the images change, so existing folders get regenerated
 DEMO_VERSION = 1
@@ -210,3 +210,18 @@ def generate_demo_dataset(
         **splits,
     )
     return write_datalist(datalist, path)
+
+
+def is_demo_data(data: Sequence[Mapping[str, Any]], dataset_dir: str | Path) -> bool:
+    """Whether every image of ``data`` lies in the generated demo folder ``dataset_dir``.
+
+    The bundle trains with the small demo settings (64 px, batch 4) only then: a caller that injects its own
+    training list (MONAI Label's ``BundleTrainTask`` overrides ``train#dataset#data`` and passes no ``datalist``)
+    gets the real-data settings.
+
+    Args:
+        data: the training list, dicts with an ``"image"`` path.
+        dataset_dir: the demo folder (``generate_demo_dataset``'s ``out_dir``).
+    """
+    root = Path(dataset_dir).resolve()
+    return all(root in Path(str(item["image"])).resolve().parents for item in data)

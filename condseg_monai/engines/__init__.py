@@ -1,25 +1,24 @@
 # Copyright (c) condseg-monai contributors
 # Licensed under the Apache License, Version 2.0
-"""Training-workflow pieces referenced from the bundle configs."""
+"""Training engines and their workflow plumbing: trainers, batch preparation, the stage runner, settings."""
 
 from __future__ import annotations
 
-from .inferers import ConsistencyInferer
-from .semi_supervised import (
-    BidirectionalCopyPaste,
-    SemiSupervisedTrainer,
-    load_unlabeled,
-    make_trainer,
-    training_state,
-)
+from .prepare_batch import StrongViewPrepareBatch
+from .semi_supervised import SemiSupervisedTrainer, load_unlabeled, make_trainer
 from .settings import TrainingSettings, check_training_settings
 from .stages import run_stages
-from .utils import encoder_param_groups, init_from_stage1, resume_checkpoint_path, scored_prediction
+from .utils import (
+    encoder_param_groups,
+    init_from_stage1,
+    resume_checkpoint_path,
+    scored_prediction,
+    training_state,
+)
 
 __all__ = [
-    "BidirectionalCopyPaste",
-    "ConsistencyInferer",
     "SemiSupervisedTrainer",
+    "StrongViewPrepareBatch",
     "TrainingSettings",
     "check_training_settings",
     "encoder_param_groups",

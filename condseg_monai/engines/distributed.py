@@ -13,7 +13,7 @@ reports the job as failed. :func:`init_distributed` therefore registers an exit 
 still needed and collects the garbage cycles while the interpreter is fully alive, so the last reference to the
 process group goes away and its threads are joined before the interpreter shuts down.
 
-Nesting: the one-command two-stage training (``configs/training.json`` + this overlay) runs each stage as a workflow
+Nesting: the one-command two-stage training (``configs/both_stages.json`` + this overlay) runs each stage as a workflow
 inside the top-level workflow, all in one process. The group is created once, by the outermost workflow, and kept
 across the stages (destroying and re-creating a gloo group between stages races with the peers' teardown); each
 :func:`init_distributed` is paired with one :func:`finalize_distributed`, and only the outermost one destroys it.

@@ -1,9 +1,18 @@
 # Copyright (c) condseg-monai contributors
 # Licensed under the Apache License, Version 2.0
-"""Validation of the training workflow's top-level settings, so that bad values fail at start.
+"""The training workflow's settings: their one definition, and their validation at start.
 
-The bundle configs call :func:`check_training_settings` from their ``initialize`` list with the values of
-their top-level keys; every problem is reported at once, each naming the config key.
+:class:`TrainingSettings` is the definition of every setting of ``bundle/configs/train.json`` that users set:
+its name, type, bounds and meaning, and whether the two-stage run (``configs/both_stages.json``) passes it on to
+both stages. The *values* (the defaults) live in ``train.json`` only, so no default is written twice: every
+field here is required.
+
+``train.json`` builds its ``settings`` component from its top-level keys (one ``"name": "@name"`` line per
+setting; MONAI config expressions can only see the keys they name) and resolves it first in ``initialize``;
+``configs/both_stages.json`` passes ``@settings.shared_values()`` on to the stages. A setting missing from that
+component fails every run at start (pydantic's "Field required", naming the key), so a setting cannot be left
+unvalidated; ``tests/engines/test_settings.py`` checks that the component, the top-level keys and the fields
+agree.
 """
 
 from __future__ import annotations
@@ -17,42 +26,66 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 __all__ = ["TrainingSettings", "check_training_settings"]
 
 _DEVICE = re.compile(r"^(cpu|cuda(:\d+)?|mps)$")
+_STAGE_SPECIFIC = {"shared": False}  # set per stage by configs/stage{1,2}.json or both_stages.json's per-stage keys
 
 
 class TrainingSettings(BaseModel):
-    """Top-level keys of ``bundle/configs/train.json`` (and the stage overrides) that users set."""
+    """The settings of ``bundle/configs/train.json`` (and of the stage overrides) that users set.
+
+    Every field is required: the defaults are the values in ``train.json``. Fields marked
+    ``json_schema_extra={"shared": False}`` are stage-specific; all others are passed on to both stages by the
+    two-stage run (:meth:`shared_values`).
+    """
 
     model_config = ConfigDict(extra="forbid", strict=False)
 
-    stage: Literal[1, 2]
-    datalist: str | None = None
-    image_size: int = Field(ge=32)
-    batch_size: int = Field(ge=1)
-    max_epochs: int = Field(ge=1)
-    val_interval: int = Field(ge=1)
-    learning_rate: float = Field(gt=0)
-    encoder_lr: float = Field(gt=0)
-    lr_patience: int = Field(ge=0)
-    early_stop_patience: int = Field(ge=0)
-    num_workers: int = Field(ge=0)
-    device: str
-    amp: bool
-    seed: int | None = None
-    resume: bool = False
-    double_sigmoid: bool = False
-    beta_mode: Literal["batch", "sample", "none"] = "batch"
-    use_checkpoint: bool = True
-    stage1_checkpoint: str | None = None
-    imagenet_weights: str | None = None
+    # where things are
+    bundle_root: str = Field(description="the bundle folder")
+    output_dir: str = Field(description="run folder (logs, checkpoints, demo data)")
+    datalist: str | None = Field(description="datalist JSON; null trains on generated demo data")
+    imagenet_weights: str | None = Field(description="torchvision ResNet-50 weights file for the encoder")
+    pretrained_checkpoint: str = Field(description="model.pt that fine-tuning (finetune) starts from")
+    stage1_checkpoint: str | None = Field(json_schema_extra=_STAGE_SPECIFIC, description="Stage 1's best model")
+    # the run
+    stage: Literal[1, 2] = Field(json_schema_extra=_STAGE_SPECIFIC, description="1: Stage 1, 2: Stage 2")
+    finetune: bool = Field(json_schema_extra=_STAGE_SPECIFIC, description="start from pretrained_checkpoint")
+    resume: bool = Field(description="continue from the run folder's latest.pt")
+    device: str = Field(description="'cpu', 'cuda' or 'cuda:N'")
+    amp: bool = Field(description="mixed precision (CUDA only)")
+    seed: int | None = Field(description="set_determinism seed; null: not seeded")
+    num_workers: int = Field(ge=0, description="DataLoader workers")
+    # data and augmentation
+    image_size: int = Field(ge=32, description="training / validation side, a multiple of 16")
+    batch_size: int = Field(ge=1, json_schema_extra=_STAGE_SPECIFIC, description="training batch size")
+    val_batch_size: int = Field(ge=1, description="validation batch size")
+    rotate_limit: float | None = Field(ge=0, le=180, description="rotation range (+- degrees); null: by stage")
+    rotate_prob: float | None = Field(ge=0, le=1, description="rotation probability; null: by stage")
+    flip_prob: float | None = Field(ge=0, le=1, description="probability of each flip; null: by stage")
+    dropout_prob: float = Field(ge=0, le=1, description="coarse-dropout probability")
+    shared_augmentation_draw: bool = Field(description="Stage 1: one strong-view draw per batch (official)")
+    # optimisation
+    max_epochs: int = Field(ge=1, json_schema_extra=_STAGE_SPECIFIC, description="training epochs")
+    val_interval: int = Field(ge=1, description="validate every N epochs")
+    learning_rate: float = Field(gt=0, description="Adam learning rate")
+    encoder_lr: float = Field(gt=0, json_schema_extra=_STAGE_SPECIFIC, description="Stage 2 encoder learning rate")
+    lr_patience: int = Field(ge=0, description="ReduceLROnPlateau patience (validations)")
+    early_stop_patience: int = Field(ge=0, description="early-stopping patience (validations)")
+    # network and loss
+    feature_size: int = Field(ge=2, description="ConDSeg decoder width f (even, divisible by 4 heads)")
+    use_checkpoint: bool = Field(description="activation checkpointing")
+    copy_bn_buffers: bool = Field(description="Stage 2: also copy Stage 1's BatchNorm statistics")
+    double_sigmoid: bool = Field(description="the official double sigmoid in DiceBCE")
+    beta_mode: Literal["batch", "sample", "none"] = Field(description="β weights of the auxiliary terms")
+    num_preview_images: int = Field(ge=0, description="images in the TensorBoard / PNG previews")
     # semi-supervised training (docs/training.md, "Semi-supervised training")
-    semi_supervised: bool = False
-    ema_decay: float = Field(default=0.99, gt=0, lt=1)
-    confidence_threshold: float = Field(default=0.95, ge=0.5, le=1)
-    unsupervised_weight: float = Field(default=1.0, ge=0)
-    rampup_epochs: float | None = Field(default=None, ge=0)
-    unlabeled_ratio: int = Field(default=1, ge=1)
-    bcp: bool = False
-    validate_with_teacher: bool = True
+    semi_supervised: bool = Field(description="also train on the datalist's unlabeled images")
+    ema_decay: float = Field(gt=0, lt=1, description="mean-teacher EMA decay")
+    confidence_threshold: float = Field(ge=0.5, le=1, description="pseudo-label confidence")
+    unsupervised_weight: float = Field(ge=0, description="weight of the unlabeled loss after the ramp-up")
+    rampup_epochs: float | None = Field(ge=0, description="sigmoid ramp-up length; null: 20 % of max_epochs")
+    unlabeled_ratio: int = Field(ge=1, description="unlabeled batches drawn per labeled batch")
+    bcp: bool = Field(description="bidirectional copy-paste mixing (needs semi_supervised)")
+    validate_with_teacher: bool = Field(description="validate and save the teacher")
 
     @field_validator("image_size")
     @classmethod
@@ -61,10 +94,18 @@ class TrainingSettings(BaseModel):
             raise ValueError(f"must be a multiple of 16 (ConDSeg downsamples 16x), got {v}")
         return v
 
-    @field_validator("device")
+    @field_validator("feature_size")
     @classmethod
-    def _device(cls, v: str) -> str:
-        if not _DEVICE.match(str(v)):
+    def _even_and_divisible_by_heads(cls, v: int) -> int:
+        # train.json builds ConDSeg with its default 4 CDFA heads; the network raises the same, but only later
+        if v % 2 or v % 4:
+            raise ValueError(f"must be even and divisible by the 4 CDFA heads, got {v}")
+        return v
+
+    @field_validator("device", mode="before")
+    @classmethod
+    def _device(cls, v: Any) -> str:
+        if not _DEVICE.match(str(v)):  # a torch.device or a string
             raise ValueError(f"expected 'cpu', 'cuda' or 'cuda:N', got {v!r}")
         return str(v)
 
@@ -92,12 +133,31 @@ class TrainingSettings(BaseModel):
             )
         return self
 
+    @classmethod
+    def shared_names(cls) -> list[str]:
+        """The settings the two-stage run passes on to both stages (all but the stage-specific ones)."""
+        return [
+            name
+            for name, field in cls.model_fields.items()
+            if not (isinstance(field.json_schema_extra, dict) and field.json_schema_extra.get("shared") is False)
+        ]
+
+    def shared_values(self) -> dict[str, Any]:
+        """``{name: value}`` of :meth:`shared_names` (``configs/both_stages.json`` passes it to ``run_stages``)."""
+        return {name: getattr(self, name) for name in self.shared_names()}
+
 
 def check_training_settings(**settings: Any) -> TrainingSettings:
     """Validate the workflow settings and raise one ``ValueError`` listing every bad key.
 
+    Args:
+        settings: every field of :class:`TrainingSettings`, by name.
+
     Returns:
         the validated settings.
+
+    Raises:
+        ValueError: naming each missing, unknown or invalid setting and the value given.
     """
     try:
         return TrainingSettings(**settings)
@@ -105,9 +165,13 @@ def check_training_settings(**settings: Any) -> TrainingSettings:
         lines = []
         for err in e.errors():
             key = ".".join(str(p) for p in err["loc"]) or "config"
-            given = err.get("input")
             msg = err["msg"].removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
                 msg = "unknown setting"
-            lines.append(f"  - `{key}` = {given!r}: {msg}" if key != "config" else f"  - {msg}")
+            if err["type"] == "missing":
+                lines.append(f"  - `{key}`: missing (add it to train.json's `settings`)")
+            elif key == "config":
+                lines.append(f"  - {msg}")
+            else:
+                lines.append(f"  - `{key}` = {err.get('input')!r}: {msg}")
         raise ValueError("invalid training configuration:\n" + "\n".join(lines)) from None

@@ -1,6 +1,6 @@
 # Copyright (c) condseg-monai contributors
 # Licensed under the Apache License, Version 2.0
-"""Small helpers the bundle configs call: optimizer parameter groups, Stage-1 hand-over, resume files."""
+"""Small helpers the bundle configs call: optimizer parameter groups, Stage-1 hand-over, resume state and files."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from typing import Any
 
 import torch
 
-from condseg_monai.engines.inferers import ConsistencyInferer
+from condseg_monai.inferers.consistency import ConsistencyInferer
 from condseg_monai.networks.nets.condseg import ConDSegOutput
 
-__all__ = ["encoder_param_groups", "init_from_stage1", "resume_checkpoint_path", "scored_prediction"]
+__all__ = ["encoder_param_groups", "init_from_stage1", "resume_checkpoint_path", "scored_prediction", "training_state"]
 
 
 def scored_prediction(pred: torch.Tensor) -> torch.Tensor:
@@ -88,3 +88,12 @@ def resume_checkpoint_path(resume_dir: str | os.PathLike, resume: bool, filename
             "run without --resume first, or point `output_dir` at the interrupted run."
         )
     return path
+
+
+def training_state(**objects: Any) -> dict[str, Any]:
+    """The objects of a resumable training state, leaving out the ``None`` ones (e.g. no teacher when supervised).
+
+    Returns:
+        ``{name: object}`` for ``CheckpointSaver(save_dict=...)`` / ``CheckpointLoader(load_dict=...)``.
+    """
+    return {name: obj for name, obj in objects.items() if obj is not None}

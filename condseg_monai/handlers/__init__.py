@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from .checkpoint import AtomicCheckpointSaver, AtomicDiskSaver, ResumeCheckpointLoader, atomic_torch_save
 from .early_stopping import EarlyStopping
+from .evaluation_report import EvaluationReport
 from .failures import InputFailureHandler
+from .paper_metric import PaperMetricHandler
 from .previews import SegmentationPreviewHandler
 from .progress import ProgressBar
 from .training_scalars import TrainingScalarsHandler
@@ -15,7 +17,9 @@ __all__ = [
     "AtomicCheckpointSaver",
     "AtomicDiskSaver",
     "EarlyStopping",
+    "EvaluationReport",
     "InputFailureHandler",
+    "PaperMetricHandler",
     "ProgressBar",
     "ResumeCheckpointLoader",
     "SegmentationPreviewHandler",

@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 from condseg_monai.inference.corruptions import CORRUPTIONS, CorruptImaged, corrupt, corruption_parameter
-from condseg_monai.inference.evaluation import RESOLUTIONS, EvaluationReport, score_case, summarize_cases
+from condseg_monai.inference.evaluation import RESOLUTIONS, score_case, summarize_cases
 from condseg_monai.inference.failures import (
     FAILURES_FILENAME,
     FailureLog,
@@ -14,7 +14,6 @@ from condseg_monai.inference.failures import (
     collate_skipping_failures,
     failure_record,
 )
-from condseg_monai.inference.inferer import DEFAULT_TTA_FLIPS, ConDSegInferer
 from condseg_monai.inference.report import markdown_table, write_csv, write_json
 from condseg_monai.inference.robustness import CLEAN, robustness_conditions, robustness_table, run_robustness
 from condseg_monai.inference.transforms import (
@@ -39,14 +38,11 @@ from condseg_monai.inference.utils import (
 __all__ = [
     "CLEAN",
     "CORRUPTIONS",
-    "DEFAULT_TTA_FLIPS",
     "FAILURES_FILENAME",
     "IMAGE_SUFFIXES",
     "PREDICTION_KINDS",
     "RESOLUTIONS",
-    "ConDSegInferer",
     "CorruptImaged",
-    "EvaluationReport",
     "FailureLog",
     "FailureTolerantLoader",
     "InputFailuresError",

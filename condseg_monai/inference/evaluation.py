@@ -1,35 +1,26 @@
 # Copyright (c) condseg-monai contributors
 # Licensed under the Apache License, Version 2.0
-"""Evaluation with the paper's metrics at the model resolution and at the original resolution, plus HD95.
+"""Scoring one evaluated image and summarising a split with the paper's metrics (plus HD95).
 
-The official ConDSeg evaluation (spec section 5) thresholds the prediction and the bilinearly resized ground truth
+The official ConDSeg evaluation (``test.py``) thresholds the prediction and the bilinearly resized ground truth
 at 0.5 (strict ``>``), computes IoU / Dice / recall / precision / F2 / accuracy per image with eps = 1e-15 and
-averages over images, all at 256 x 256. :class:`EvaluationReport` does exactly that on the evaluator's outputs and
-additionally scores the prediction resampled back to each image's original size (``Invertd``) against the original
-mask file, and the 95 % Hausdorff distance at both resolutions.
+averages over images, all at 256 x 256. :func:`score_case` does exactly that for one image;
+:class:`~condseg_monai.handlers.EvaluationReport` (the evaluator's handler) applies it at the model resolution
+and at each image's original resolution and writes the report.
 """
 
 from __future__ import annotations
 
-import logging
-import os
-from collections.abc import Hashable, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
-from ignite.engine import Engine, Events
-from monai.data import MetaTensor
 from monai.utils import convert_to_tensor
 
-from condseg_monai.inference.failures import FailureLog
-from condseg_monai.inference.report import METRIC_LABELS, markdown_table, nan_mean, write_csv, write_json
-from condseg_monai.metrics.segmentation import ALL_METRIC_NAMES, binary_segmentation_metrics
-from condseg_monai.transforms.loading import LoadMask
+from condseg_monai.inference.report import nan_mean
+from condseg_monai.metrics.segmentation import binary_segmentation_metrics
 
-__all__ = ["RESOLUTIONS", "EvaluationReport", "score_case", "summarize_cases"]
-
-logger = logging.getLogger(__name__)
+__all__ = ["RESOLUTIONS", "score_case", "summarize_cases"]
 
 RESOLUTIONS: tuple[str, ...] = ("resized", "original")
 
@@ -74,178 +65,3 @@ def summarize_cases(rows: Sequence[Mapping[str, Any]], metric_columns: Sequence[
         if undefined:
             summary[f"{col}_undefined"] = undefined
     return summary
-
-
-def _filename(x: Any) -> str:
-    return str(x.meta.get("filename_or_obj", "")) if isinstance(x, MetaTensor) else ""
-
-
-class EvaluationReport:
-    """Ignite handler that scores every evaluated image and writes ``<prefix>_per_image.csv``,
-    ``<prefix>_summary.json`` and ``<prefix>_summary.md``, and prints the summary table.
-
-    Expects per-image (decollated) engine outputs holding:
-
-    - ``pred_key``: probabilities at the model resolution ``(1, S, S)``;
-    - ``label_key``: the ground truth at the model resolution (bilinear resize of the mask, soft values allowed:
-      thresholded with ``> 0.5`` exactly as the official evaluation does);
-    - ``original_pred_key``: probabilities resampled to the original image size (``Invertd``); optional;
-    - ``original_label_key``: the original mask; when absent it is re-read from the file named in the label's
-      metadata with :class:`~condseg_monai.transforms.LoadMask` (the same binarisation as training).
-
-    Args:
-        output_dir: folder for the report files.
-        split: name of the evaluated split (written into the summary).
-        image_size: model input size, for the report.
-        threshold: prediction threshold (strict ``>``; official 0.5).
-        include_hd95: add HD95 (pixels at each resolution).
-        pred_key / label_key / original_pred_key / original_label_key: data keys, see above.
-        prefix: file-name prefix.
-        print_table: print the markdown summary table to stdout at the end.
-        failure_log: the run's :class:`~condseg_monai.inference.FailureLog`; the summary then counts the cases
-            that could not be read (``num_failed``, listed in ``failures.json``) next to the scored ones.
-    """
-
-    def __init__(
-        self,
-        output_dir: str | os.PathLike,
-        split: str = "test",
-        image_size: int | Sequence[int] = 256,
-        threshold: float = 0.5,
-        include_hd95: bool = True,
-        pred_key: str = "pred",
-        label_key: str = "label",
-        original_pred_key: str | None = "pred_original",
-        original_label_key: str | None = "label_original",
-        prefix: str = "evaluation",
-        print_table: bool = True,
-        failure_log: FailureLog | None = None,
-    ) -> None:
-        self.output_dir = Path(output_dir)
-        self.split = split
-        self.image_size = list(image_size) if isinstance(image_size, Sequence) else [int(image_size)] * 2
-        self.threshold = float(threshold)
-        self.include_hd95 = bool(include_hd95)
-        self.pred_key = pred_key
-        self.label_key = label_key
-        self.original_pred_key = original_pred_key
-        self.original_label_key = original_label_key
-        self.prefix = prefix
-        self.print_table = print_table
-        self.failure_log = failure_log
-        self.metric_names = [m for m in ALL_METRIC_NAMES if include_hd95 or m != "hd95"]
-        self.rows: list[dict[str, Any]] = []
-        self.summary: dict[str, Any] = {}
-        self._mask_loader = LoadMask()
-
-    def attach(self, engine: Engine) -> None:
-        """Register the handler's callbacks on ``engine``."""
-        engine.add_event_handler(Events.EPOCH_STARTED, self.reset)
-        engine.add_event_handler(Events.ITERATION_COMPLETED, self.iteration_completed)
-        engine.add_event_handler(Events.EPOCH_COMPLETED, self.epoch_completed)
-
-    def reset(self, engine: Engine | None = None) -> None:
-        """Forget the scores of a previous run."""
-        self.rows = []
-        self.summary = {}
-
-    def add_case(self, item: Mapping[Hashable, Any]) -> dict[str, Any]:
-        """Score one decollated output dict and store the row (also returned)."""
-        pred, label = item[self.pred_key], item[self.label_key]
-        label_file = _filename(label)
-        row: dict[str, Any] = {"image": _filename(item.get("image")) or _filename(pred), "label": label_file}
-        for name, value in score_case(pred, label, self.threshold, self.include_hd95).items():
-            row[f"{name}_resized"] = value
-        if self.original_pred_key is not None and self.original_pred_key in item:
-            pred_orig = item[self.original_pred_key]
-            if self.original_label_key is not None and self.original_label_key in item:
-                label_orig = item[self.original_label_key]
-            elif label_file:
-                label_orig = self._mask_loader(label_file)
-            else:
-                raise ValueError(
-                    f"cannot score at the original resolution: no '{self.original_label_key}' and the label "
-                    "has no file name in its metadata."
-                )
-            row["height"], row["width"] = (int(s) for s in label_orig.shape[-2:])
-            for name, value in score_case(pred_orig, label_orig, self.threshold, self.include_hd95).items():
-                row[f"{name}_original"] = value
-        self.rows.append(row)
-        return row
-
-    def iteration_completed(self, engine: Engine) -> None:
-        """Score every image of the batch."""
-        output = engine.state.output
-        items = output if isinstance(output, list) else [output]
-        for item in items:
-            self.add_case(item)
-
-    @property
-    def metric_columns(self) -> list[str]:
-        """Metric columns present in the rows, in a fixed order."""
-        cols = [f"{m}_{r}" for r in RESOLUTIONS for m in self.metric_names]
-        return [c for c in cols if any(c in row for row in self.rows)]
-
-    def build_summary(self) -> dict[str, Any]:
-        """Mean over images of every metric at each resolution, plus the evaluation settings."""
-        means = summarize_cases(self.rows, self.metric_columns)
-        metrics: dict[str, dict[str, Any]] = {}
-        for res in RESOLUTIONS:
-            block = {m: means[f"{m}_{res}"] for m in self.metric_names if f"{m}_{res}" in means}
-            for m in self.metric_names:
-                if f"{m}_{res}_undefined" in means:
-                    block[f"{m}_undefined"] = means[f"{m}_{res}_undefined"]
-            if block:
-                metrics[res] = block
-        return {
-            "split": self.split,
-            "num_images": len(self.rows),
-            "num_failed": len(self.failure_log) if self.failure_log is not None else 0,
-            "image_size": self.image_size,
-            "threshold": self.threshold,
-            "eps": 1e-15,
-            "aggregation": "mean of per-image scores (NaN HD95 excluded)",
-            "metrics": metrics,
-        }
-
-    def table(self) -> str:
-        """Markdown table of the summary: one row per resolution, metrics in percent (HD95 in pixels)."""
-        header = ["resolution", *[METRIC_LABELS[m] for m in self.metric_names]]
-        rows = []
-        for res, block in self.summary.get("metrics", {}).items():
-            label = f"{self.image_size[0]}x{self.image_size[1]}" if res == "resized" else "original"
-            rows.append([label, *[block.get(m, float("nan")) * (1 if m == "hd95" else 100) for m in self.metric_names]])
-        return markdown_table(header, rows)
-
-    def write(self) -> dict[str, Path]:
-        """Write the per-image CSV, the summary JSON and the markdown table; return their paths."""
-        columns = ["image", "label", "height", "width", *self.metric_columns]
-        paths = {
-            "csv": write_csv(self.rows, self.output_dir / f"{self.prefix}_per_image.csv", columns),
-            "json": write_json(self.summary, self.output_dir / f"{self.prefix}_summary.json"),
-        }
-        md = self.output_dir / f"{self.prefix}_summary.md"
-        md.write_text(self._markdown(), encoding="utf-8")
-        paths["markdown"] = md
-        return paths
-
-    def _markdown(self) -> str:
-        s = self.summary
-        head = (
-            f"Evaluation of split '{s['split']}' ({s['num_images']} images), threshold {s['threshold']}, "
-            "mean of per-image scores in %, HD95 in pixels."
-        )
-        if s.get("num_failed"):
-            head += f"\n\n{s['num_failed']} more cases could not be read and are not scored (see failures.json)."
-        return f"{head}\n\n{self.table()}\n"
-
-    def epoch_completed(self, engine: Engine | None = None) -> None:
-        """Summarise, write the files and print the table."""
-        if not self.rows:
-            logger.warning("EvaluationReport: no image was evaluated, nothing written.")
-            return
-        self.summary = self.build_summary()
-        paths = self.write()
-        logger.info("evaluation report written to %s", ", ".join(str(p) for p in paths.values()))
-        if self.print_table:
-            print(self._markdown(), flush=True)

@@ -99,7 +99,7 @@ def run_robustness(
         network: the model (weights loaded); put in eval mode here.
         data: data dicts with image and label paths.
         preprocessing: dict transform producing ``(3, S, S)`` images and ``(1, S, S)`` labels.
-        inferer: returns probabilities, e.g. :class:`~condseg_monai.inference.ConDSegInferer`.
+        inferer: returns probabilities, e.g. :class:`~condseg_monai.inferers.ConDSegInferer`.
         output_dir: report folder.
         device: device of the network.
         corruptions: corruption names (default all), see :data:`CORRUPTIONS`.

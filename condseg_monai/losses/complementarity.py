@@ -13,7 +13,7 @@ __all__ = ["ComplementarityLoss"]
 
 
 class ComplementarityLoss(_Loss):
-    """Pairwise overlap of the softmax-normalised fg / bg / uncertainty maps (spec section 3.2).
+    """Pairwise overlap of the softmax-normalised fg / bg / uncertainty maps (the paper's complementarity loss).
 
     The three maps are stacked on a new axis and normalised with a softmax across that axis, giving
     ``p_fg, p_bg, p_uc``; the loss is the mean over all pixels of ``p_fg p_bg + p_fg p_uc + p_bg p_uc``

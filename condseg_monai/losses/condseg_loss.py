@@ -19,7 +19,7 @@ BETA_MODES = ("batch", "sample", "none")
 
 
 def aux_beta(prob: torch.Tensor, mode: str = "batch", eps: float = 1e-15) -> torch.Tensor:
-    """Weight of an auxiliary (fg or bg) term, ``1 / (tanh(sum(P) / (H*W)) + eps)`` (spec section 3.2).
+    """Weight of an auxiliary (fg or bg) term, ``1 / (tanh(sum(P) / (H*W)) + eps)`` (the paper's Stage-2 β weight).
 
     Args:
         prob: probability map of the auxiliary head, shape (B, C, H, W) (any number of spatial dims).
@@ -46,7 +46,7 @@ def aux_beta(prob: torch.Tensor, mode: str = "batch", eps: float = 1e-15) -> tor
 
 
 class ConDSegLoss(_Loss):
-    """Stage-2 ConDSeg loss on raw logits (spec section 3.2).
+    """Stage-2 ConDSeg loss on raw logits (the paper's total loss).
 
     ``L = w_m DiceBCE(M, y) + w_f beta_fg DiceBCE(M_fg, y) + w_b beta_bg DiceBCE(M_bg, 1 - y) + w_c L_compl``
 
@@ -54,7 +54,7 @@ class ConDSegLoss(_Loss):
       uncertainty) logits, or a tuple/list of those four (B, C, H, W) tensors. An evaluation-mode output
       ``(B, C, H, W)`` (mask only) gives just the ``DiceBCE(M, y)`` term: this is what the validation loss
       of our evaluators measures (the official validation loss uses the full formula).
-    * The background target is derived here as ``1 - y``; this fixes official bug 7.1.2 (the official
+    * The background target is derived here as ``1 - y``; this fixes an official bug (docs/deviations.md; the official
       Dataset passes a background mask that is not augmented with the image).
     * ``beta_fg/beta_bg`` come from :func:`aux_beta` on ``sigmoid`` of the fg/bg logits (the official code
       uses the model's sigmoid outputs). ``beta_mode="batch"`` is the official batch-summed form, not

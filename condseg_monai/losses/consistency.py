@@ -17,7 +17,7 @@ __all__ = ["ConsistencyLoss", "Stage1Loss"]
 
 
 class ConsistencyLoss(_Loss):
-    """Symmetric hard-label consistency between two predictions of the same images (spec section 2.4).
+    """Symmetric hard-label consistency between two predictions of the same images (the paper's Stage-1 loss).
 
     ``L = BCE(p_a, 1[p_b > 0.5]) + BCE(p_b, 1[p_a > 0.5])`` with ``p = sigmoid(logits)``, each BCE a mean
     over all pixels of the batch. The binarised targets carry no gradient, so each view is pulled towards
@@ -62,7 +62,7 @@ class Stage1Loss(_Loss):
 
     * ``loss(logits_clean, logits_strong, target)``;
     * ``loss(pred, target)``, the form MONAI's ``SupervisedTrainer`` uses, where ``pred`` is the stacked
-      ``(B, 2, C, H, W)`` output of :class:`~condseg_monai.engines.ConsistencyInferer` (index 0 clean,
+      ``(B, 2, C, H, W)`` output of :class:`~condseg_monai.inferers.ConsistencyInferer` (index 0 clean,
       1 strong) or a ``(clean, strong)`` sequence. A plain ``(B, C, H, W)`` ``pred`` (a single view, e.g.
       validation) gives only the clean DiceBCE term.
 

@@ -1,10 +1,12 @@
 # Copyright (c) condseg-monai contributors
 # Licensed under the Apache License, Version 2.0
-"""The paper's evaluation metrics (per-image, thresholded at 0.5) as functions, MONAI metrics and handlers."""
+"""The paper's evaluation metrics (per-image, thresholded at 0.5) as functions and MONAI metrics.
+
+Their Ignite handler is :class:`condseg_monai.handlers.PaperMetricHandler`.
+"""
 
 from __future__ import annotations
 
-from condseg_monai.metrics.handlers import PaperMetricHandler
 from condseg_monai.metrics.hausdorff import hausdorff_distance, mask_edges
 from condseg_monai.metrics.paper_metric import PaperMetric, PaperMetrics
 from condseg_monai.metrics.segmentation import (
@@ -18,7 +20,6 @@ __all__ = [
     "ALL_METRIC_NAMES",
     "PAPER_METRIC_NAMES",
     "PaperMetric",
-    "PaperMetricHandler",
     "PaperMetrics",
     "binarize",
     "binary_segmentation_metrics",

@@ -118,7 +118,7 @@ class PaperMetrics(CumulativeIterationMetric):
 class PaperMetric(PaperMetrics):
     """One of the paper's metrics as a MONAI cumulative metric whose :meth:`aggregate` returns a tensor.
 
-    This is the ``metric_fn`` of :class:`~condseg_monai.metrics.PaperMetricHandler`; its buffer holds the
+    This is the ``metric_fn`` of :class:`~condseg_monai.handlers.PaperMetricHandler`; its buffer holds the
     per-image values as an (N, 1) tensor, which MONAI's ``MetricsSaver`` writes as ``<name>_raw.csv``.
 
     Args:

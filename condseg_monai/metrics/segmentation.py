@@ -48,7 +48,7 @@ def binary_segmentation_metrics(
     include_hd95: bool = False,
     eps: float = 1e-15,
 ) -> dict[str, torch.Tensor]:
-    """Per-image IoU, Dice, recall, precision, F2 and pixel accuracy (spec section 5.2), optionally HD95.
+    """Per-image IoU, Dice, recall, precision, F2 and pixel accuracy (as the official ``test.py``), optionally HD95.
 
     Prediction and ground truth are thresholded with a strict ``>``, then per image, in float64, with
     ``TP = sum(y * yhat)``: ``iou = (TP+eps)/(sum y + sum yhat - TP + eps)``,

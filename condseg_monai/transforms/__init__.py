@@ -17,6 +17,7 @@ from condseg_monai.transforms.functional import (
 )
 from condseg_monai.transforms.illumination import RandIlluminationContrastAugment, RandIlluminationContrastAugmentd
 from condseg_monai.transforms.loading import EnsureSameSized, LoadImageRGB, LoadImageRGBd, LoadMask, LoadMaskd
+from condseg_monai.transforms.mixing import BidirectionalCopyPaste
 from condseg_monai.transforms.presets import (
     STAGE_AUGMENTATION,
     condseg_eval_transforms,
@@ -38,6 +39,7 @@ from condseg_monai.transforms.utility import DeriveBackgroundd
 
 __all__ = [
     "STAGE_AUGMENTATION",
+    "BidirectionalCopyPaste",
     "DeriveBackgroundd",
     "EnsureSameSized",
     "InvalidInputError",

@@ -18,9 +18,11 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import torch
 from monai.transforms import (
     AsDiscreted,
     Compose,
+    EnsureTyped,
     MapTransform,
     RandCoarseDropoutd,
     RandFlipd,
@@ -139,24 +141,34 @@ def condseg_train_transforms(
     stage: int = 2,
     image_size: int | Sequence[int] = 256,
     image_key: str = "image",
-    label_key: str = "label",
+    label_key: str | None = "label",
     foreground: str = "auto",
+    track_meta: bool = True,
     **augmentation_kwargs: float,
 ) -> Compose:
     """Full training pipeline: load + check, geometric augmentation at original size, resize, re-binarise.
+
+    ``bundle/configs/train.json`` builds its training pipeline (and, with ``label_key=None``, the unlabeled one
+    of semi-supervised training) with this function.
 
     Args:
         stage: 1 or 2 (augmentation strength, see :func:`condseg_geometric_augmentation`).
         image_size: network input size (256 in the paper).
         image_key: image key.
-        label_key: mask key.
+        label_key: mask key (``None``: images only, e.g. unlabeled images).
         foreground: mask binarisation mode (see :class:`LoadMaskd`).
+        track_meta: keep MONAI metadata; the bundle's training passes ``False`` (plain float32 tensors batch
+            faster and carry no file names into the engine).
         augmentation_kwargs: overrides for :func:`condseg_geometric_augmentation`.
+
+    Returns:
+        a ``Compose`` returning ``image`` (3, H, W) and ``label`` (1, H, W) float32 at ``image_size``.
     """
     return Compose(
         condseg_load_transforms(image_key, label_key, foreground)
         + condseg_geometric_augmentation(stage, image_key, label_key, **augmentation_kwargs)
         + condseg_resize_transforms(image_size, image_key, label_key)
+        + [_ensure_float(image_key, label_key, track_meta)]
     )
 
 
@@ -165,9 +177,29 @@ def condseg_eval_transforms(
     image_key: str = "image",
     label_key: str | None = "label",
     foreground: str = "auto",
+    track_meta: bool = True,
 ) -> Compose:
-    """Validation/test/inference pipeline: load (+ check), resize (+ re-binarise). Invertible by ``Invertd``."""
+    """Validation/test/inference pipeline: load (+ check), resize (+ re-binarise). Invertible by ``Invertd``.
+
+    ``bundle/configs/train.json`` builds its validation pipeline with this function (``track_meta=False``).
+
+    Args:
+        image_size: network input size.
+        image_key: image key.
+        label_key: mask key (``None``: images only).
+        foreground: mask binarisation mode (see :class:`LoadMaskd`).
+        track_meta: keep MONAI metadata (needed by ``Invertd``).
+
+    Returns:
+        a ``Compose`` returning float32 ``image`` (3, H, W) and ``label`` (1, H, W) at ``image_size``.
+    """
     return Compose(
         condseg_load_transforms(image_key, label_key, foreground)
         + condseg_resize_transforms(image_size, image_key, label_key)
+        + [_ensure_float(image_key, label_key, track_meta)]
     )
+
+
+def _ensure_float(image_key: str, label_key: str | None, track_meta: bool) -> EnsureTyped:
+    keys = [image_key] if label_key is None else [image_key, label_key]
+    return EnsureTyped(keys=keys, dtype=torch.float32, track_meta=track_meta)

@@ -17,7 +17,7 @@ class DeriveBackgroundd(MapTransform):
     """Add the background target ``1 - mask`` for each mask key.
 
     Deriving it *after* augmentation keeps it aligned with the mask (the official code passed the background
-    to albumentations as an unknown key, so it was never flipped or rotated: bug 7.1.2). The ConDSeg loss can
+    to albumentations as an unknown key, so it was never flipped or rotated; docs/deviations.md). The ConDSeg loss can
     derive it on the fly instead; this transform is for pipelines that want it stored.
 
     Args:

@@ -92,14 +92,21 @@ def test_arms_share_labeled_batches_and_results_resume(
     table = (out / "results.md").read_text()
     assert "| MONAI BasicUNet | semi (teacher) | 3 | 1 |" in table and ("% of " in table or "no gap (" in table)
 
+    # results written before a setting existed count as having its default
+    saved = json.loads((out / "results.json").read_text())
+    del saved["settings"]["ema_warmup_iters"]
+    (out / "results.json").write_text(json.dumps(saved))
+    assert le.main([*base, "--models", "basic_unet", "--arms", "sup"]) == 0
     with pytest.raises(SystemExit):  # other settings must not be mixed into the same results file
         le.main([*base, "--models", "basic_unet", "--steps", "4"])
+    with pytest.raises(SystemExit):
+        le.main([*base, "--models", "basic_unet", "--ema-warmup-iters", "5"])
 
 
 def test_condseg_semi_arm_runs_both_stages(demo_datalist: Path, tmp_path: Path) -> None:
     out = tmp_path / "le"
     args = ["--datalist", str(demo_datalist), "--out", str(out), *TINY, "--fractions", "0.3", "--severities"]
-    assert le.main([*args, "--models", "condseg", "--arms", "sup", "semi"]) == 0
+    assert le.main([*args, "--models", "condseg", "--arms", "sup", "semi", "--ema-warmup-iters", "2"]) == 0
     sup, semi = json.loads((out / "results.json").read_text())["runs"]
     assert sup["labeled_digest"] == semi["labeled_digest"] and semi["labeled_batches"] == 3
     assert sup["parameters"] == semi["parameters"] == sum(p.numel() for p in ConDSeg(feature_size=16).parameters())

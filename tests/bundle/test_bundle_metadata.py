@@ -105,4 +105,7 @@ def test_evaluate_config_is_a_thin_override() -> None:
     evaluate = json.loads((CONFIGS / "evaluate.json").read_text())
     assert "evaluating" in evaluate and "robustness" in evaluate
     assert "train" not in evaluate and "validate" not in evaluate, "override nested ids with `validate#...` keys"
-    assert set(train) & set(evaluate) <= {"output_dir", "run", "finalize"}
+    # use_demo_data: train.json decides it from the training list (so that MONAI Label's injected list gets the
+    # real-data settings); evaluation must not load and check the training list, only "no datalist = demo data"
+    assert set(train) & set(evaluate) <= {"output_dir", "run", "finalize", "use_demo_data"}
+    assert evaluate["use_demo_data"] == "$@datalist is None"

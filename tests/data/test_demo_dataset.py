@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from condseg_monai.data import check_datalist, generate_demo_dataset, load_datalist, make_demo_pair
+from condseg_monai.data import check_datalist, generate_demo_dataset, is_demo_data, load_datalist, make_demo_pair
 from condseg_monai.transforms import LoadImageRGBd, LoadMaskd
 
 
@@ -71,3 +71,12 @@ def test_size_range_and_errors(tmp_path: Path) -> None:
         generate_demo_dataset(tmp_path, num_train=-1)
     with pytest.raises(ValueError, match="at least one"):
         generate_demo_dataset(tmp_path, num_train=0, num_val=0, num_test=0)
+
+
+def test_is_demo_data(tmp_path: Path) -> None:
+    path = generate_demo_dataset(tmp_path / "demo", num_train=2, num_val=1, num_test=1, image_size=32, seed=0)
+    items = load_datalist(path, "training")
+    assert is_demo_data(items, tmp_path / "demo")
+    assert is_demo_data([], tmp_path / "demo")  # nothing injected: the demo data is used
+    assert not is_demo_data(items + [{"image": str(tmp_path / "elsewhere" / "x.png")}], tmp_path / "demo")
+    assert not is_demo_data(items, tmp_path / "other")

@@ -33,7 +33,9 @@ def _kvasir_layout(root: Path, n: int) -> list[str]:
 def test_kvasir_seg_paper_split_from_files(tmp_path: Path) -> None:
     stems = _kvasir_layout(tmp_path / "raw" / "Kvasir-SEG", 1000)  # wrapped in a Kvasir-SEG/ folder
     (tmp_path / "raw" / "train.txt").write_text("\n".join(stems[:880]) + "\n")
-    (tmp_path / "raw" / "val.txt").write_text("\n".join(stems[880:]))  # no trailing newline (official bug 7.1.9)
+    (tmp_path / "raw" / "val.txt").write_text(
+        "\n".join(stems[880:])
+    )  # no trailing newline (the official reader drops that entry; docs/deviations.md)
     dl = prepare_datalist("kvasir-seg", tmp_path / "raw", tmp_path / "dl.json")
     assert dl.counts() == {"training": 880, "validation": 120, "test": 120}
     assert _ids(tmp_path / "dl.json", "validation")[-1] == stems[-1]  # the last line was kept

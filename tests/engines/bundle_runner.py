@@ -14,7 +14,7 @@ TRAIN_JSON = REPO / "bundle" / "configs" / "train.json"
 META_JSON = REPO / "bundle" / "configs" / "metadata.json"
 STAGE1_JSON = REPO / "configs" / "stage1.json"
 STAGE2_JSON = REPO / "configs" / "stage2.json"
-TRAINING_JSON = REPO / "configs" / "training.json"
+BOTH_STAGES_JSON = REPO / "configs" / "both_stages.json"
 
 # Small enough for 2 CPU cores: narrow ConDSeg, 32x32 images, one worker-less loader.
 FAST = {

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from condseg_monai.engines import ConsistencyInferer, encoder_param_groups, resume_checkpoint_path, scored_prediction
+from condseg_monai.engines import encoder_param_groups, resume_checkpoint_path, scored_prediction
+from condseg_monai.inferers import ConsistencyInferer
 from condseg_monai.networks import ConDSegOutput
 
 

@@ -11,7 +11,7 @@ import textwrap
 from pathlib import Path
 
 import torch
-from bundle_runner import META_JSON, REPO, STAGE1_JSON, TRAIN_JSON, TRAINING_JSON, config_files
+from bundle_runner import BOTH_STAGES_JSON, META_JSON, REPO, STAGE1_JSON, TRAIN_JSON, config_files
 
 MULTI_GPU_JSON = REPO / "bundle" / "configs" / "multi_gpu_train.json"
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1", "--nproc_per_node=2"]
@@ -63,7 +63,8 @@ def test_gloo_threads_joined_before_interpreter_exit(tmp_path: Path) -> None:
 
             def threads_left():  # registered first, so it runs after the package's exit handler
                 names = [open(f"/proc/self/task/{t}/comm").read().strip() for t in os.listdir("/proc/self/task")]
-                print("GLOO_THREADS_AT_EXIT", sum("gloo" in n for n in names), flush=True)
+                # one write() per rank: print() writes its pieces separately and the two ranks share the pipe
+                os.write(1, f"GLOO_THREADS_AT_EXIT {sum('gloo' in n for n in names)}\\n".encode())
 
             def workflow():  # like `monai.bundle run`: the objects are locals, held in a cycle
                 init_distributed("gloo")
@@ -87,7 +88,7 @@ def test_gloo_threads_joined_before_interpreter_exit(tmp_path: Path) -> None:
 def test_two_stage_training_in_one_command(tmp_path: Path, tiny_datalist: str) -> None:
     result = _torchrun(
         ["-m", "monai.bundle", "run", "training", "--meta_file", str(META_JSON)]
-        + ["--config_file", config_files(TRAIN_JSON, TRAINING_JSON, MULTI_GPU_JSON)]
+        + ["--config_file", config_files(TRAIN_JSON, BOTH_STAGES_JSON, MULTI_GPU_JSON)]
         + ["--datalist", tiny_datalist, "--output_dir", str(tmp_path), "--feature_size", "16"]
         + ["--stage1_max_epochs", "1", "--stage2_max_epochs", "1", "--stage1_batch_size", "1"]
         + ["--stage2_batch_size", "1"]

@@ -8,7 +8,8 @@ import torch
 from monai.utils import set_determinism
 
 from condseg_monai.data import load_datalist
-from condseg_monai.engines import ConsistencyInferer
+from condseg_monai.engines import StrongViewPrepareBatch
+from condseg_monai.inferers import ConsistencyInferer
 from condseg_monai.losses import ConDSegLoss, Stage1Loss
 from condseg_monai.networks import ConDSeg, ConDSegStage1
 from condseg_monai.transforms import RandIlluminationContrastAugment, condseg_eval_transforms
@@ -48,7 +49,8 @@ def test_stage1_loss_decreases_with_strong_views(tiny_datalist: str) -> None:
     set_determinism(seed=0)
     image, label = _batch(tiny_datalist)
     net = ConDSegStage1()
-    inferer = ConsistencyInferer(RandIlluminationContrastAugment().set_random_state(seed=0))
-    losses = _fit(net, Stage1Loss(), inferer, image, label)
+    views = StrongViewPrepareBatch(RandIlluminationContrastAugment().set_random_state(seed=0))
+    inferer = ConsistencyInferer()
+    losses = _fit(net, Stage1Loss(), lambda x, n: inferer(x, n, **views({"image": x})[3]), image, label)
     assert losses[-1] < 0.7 * losses[0], losses
     set_determinism(seed=None)

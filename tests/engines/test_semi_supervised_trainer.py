@@ -13,7 +13,8 @@ from ignite.handlers import EMAHandler
 from monai.data import DataLoader
 from monai.networks.nets import BasicUNet
 
-from condseg_monai.engines import BidirectionalCopyPaste, ConsistencyInferer, SemiSupervisedTrainer
+from condseg_monai.engines import SemiSupervisedTrainer, StrongViewPrepareBatch
+from condseg_monai.inferers import ConsistencyInferer
 from condseg_monai.losses import (
     ConDSegLoss,
     ConfidentPseudoLabelLoss,
@@ -22,7 +23,7 @@ from condseg_monai.losses import (
     UnlabeledConsistencyLoss,
 )
 from condseg_monai.networks import ConDSeg, ConDSegStage1
-from condseg_monai.transforms import RandIlluminationContrastAugment
+from condseg_monai.transforms import BidirectionalCopyPaste, RandIlluminationContrastAugment
 
 SIZE = 32
 EXTRA_KEYS = ("sup_loss", "unsup_loss", "unsup_weight", "confident_fraction")
@@ -146,7 +147,8 @@ def test_stage1_mode_consistency_on_unlabeled() -> None:
         _unlabeled(2),
         unsup,
         augment,
-        inferer=ConsistencyInferer(augment),
+        inferer=ConsistencyInferer(),
+        prepare_batch=StrongViewPrepareBatch(augment),
         unsupervised_weight=0.5,
     )
     outputs = _record_outputs(trainer)

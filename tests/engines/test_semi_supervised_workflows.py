@@ -10,16 +10,28 @@ from pathlib import Path
 
 import pytest
 import torch
-from bundle_runner import FAST, REPO, STAGE2_JSON, TRAIN_JSON, TRAINING_JSON, run_bundle
+from bundle_runner import BOTH_STAGES_JSON, FAST, REPO, STAGE2_JSON, TRAIN_JSON, run_bundle
 from ignite.engine import Events
-from monai.bundle import ConfigWorkflow
+from monai.bundle import ConfigParser, ConfigWorkflow
 
 from condseg_monai.data import generate_demo_dataset
-from condseg_monai.engines import SemiSupervisedTrainer, check_training_settings
+from condseg_monai.engines import SemiSupervisedTrainer, TrainingSettings, check_training_settings
 from condseg_monai.networks import ConDSeg
 
 SEMI_JSON = REPO / "configs" / "semi_supervised.json"
 SEMI_TAGS = ("train_unsup_loss", "train_unsup_weight", "train_confident_fraction")
+# a plain MONAI network through the same workflow (Stage 2 without a Stage-1 checkpoint)
+TINY_BASIC_UNET = {
+    "stage1_checkpoint": None,
+    "network_def": {
+        "_target_": "BasicUNet",
+        "spatial_dims": 2,
+        "in_channels": 3,
+        "out_channels": 1,
+        "features": [4, 4, 8, 8, 16, 4],
+    },
+    "loss": {"_target_": "condseg_monai.losses.DiceBCELoss"},
+}
 
 
 def _ok(result: subprocess.CompletedProcess) -> None:
@@ -56,7 +68,7 @@ def semi_two_stage_run(tmp_path_factory: pytest.TempPathFactory, semi_datalist: 
     overrides = {k: v for k, v in FAST.items() if k not in ("max_epochs", "batch_size")}
     overrides.update(datalist=semi_datalist, output_dir=out, stage1_max_epochs=1, stage2_max_epochs=1)
     overrides.update(stage1_batch_size=2, stage2_batch_size=2, rampup_epochs=1, confidence_threshold=0.6)
-    _ok(run_bundle("training", [TRAIN_JSON, TRAINING_JSON, SEMI_JSON], overrides))
+    _ok(run_bundle("training", [TRAIN_JSON, BOTH_STAGES_JSON, SEMI_JSON], overrides))
     return out
 
 
@@ -69,15 +81,15 @@ def _scalar_tags(tensorboard_dir: Path) -> set[str]:
 
 
 def test_override_keys_are_settings_forwarded_to_both_stages() -> None:
-    """semi_supervised.json only sets top-level settings that train.json defines and training.json forwards."""
+    """semi_supervised.json only sets top-level settings that train.json defines and both_stages.json forwards."""
     semi = json.loads(SEMI_JSON.read_text())
     train = json.loads(TRAIN_JSON.read_text())
-    shared = json.loads(TRAINING_JSON.read_text())["shared_settings"]
+    shared = TrainingSettings.shared_names()
     assert semi["semi_supervised"] is True
     for key in semi:
         assert key in train, f"{key} is not a train.json setting"
-        assert shared.get(key) == f"@{key}", f"training.json does not forward {key} to the stages"
-        assert f"{key}=@{key}" in train["initialize"][1], f"{key} is not validated by check_training_settings"
+        assert key in shared, f"both_stages.json does not forward {key} to the stages"
+        assert train["settings"].get(key) == f"@{key}", f"{key} is not validated by check_training_settings"
 
 
 def test_two_stage_semi_supervised_run(semi_two_stage_run: Path) -> None:
@@ -131,16 +143,8 @@ def test_monai_baseline_network_through_the_bundle(tmp_path: Path, semi_datalist
         [TRAIN_JSON, STAGE2_JSON, SEMI_JSON],
         datalist=semi_datalist,
         output_dir=str(tmp_path),
-        stage1_checkpoint=None,
         bcp=True,
-        network_def={
-            "_target_": "BasicUNet",
-            "spatial_dims": 2,
-            "in_channels": 3,
-            "out_channels": 1,
-            "features": [4, 4, 8, 8, 16, 4],
-        },
-        loss={"_target_": "condseg_monai.losses.DiceBCELoss"},
+        **TINY_BASIC_UNET,
     )
     wf.initialize()
     wf.run()
@@ -148,6 +152,27 @@ def test_monai_baseline_network_through_the_bundle(tmp_path: Path, semi_datalist
     trainer = wf.parser.get_parsed_content("train#trainer")
     assert trainer.bcp is not None and trainer.state.iteration == 2
     assert (tmp_path / "stage2" / "model.pt").is_file()
+
+
+def test_teacher_momentum_warm_up_override(tmp_path: Path, semi_datalist: str) -> None:
+    """`train#ema#momentum_warmup` / `warmup_iters` (ignite's EMA warm-up, for short fine-tunes) reach the teacher:
+    the momentum goes linearly from the warm-up value to 1 - ema_decay."""
+    overrides = {"train#ema#momentum_warmup": 0.5, "train#ema#warmup_iters": 2, "ema_decay": 0.9}
+    wf = _workflow(
+        [TRAIN_JSON, STAGE2_JSON, SEMI_JSON],
+        datalist=semi_datalist,
+        output_dir=str(tmp_path),
+        **TINY_BASIC_UNET,
+        **overrides,
+    )
+    wf.initialize()
+    trainer = wf.parser.get_parsed_content("train#trainer")
+    momenta: list[float] = []
+    # attached after the EMA handler's own scheduler, so it reads the momentum used for this iteration's update
+    trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: momenta.append(e.state.ema_momentum))
+    wf.run()
+    wf.finalize()
+    assert momenta == pytest.approx([0.5, 0.1])  # iteration 1: warm-up value; iteration 2 = warmup_iters: 1 - 0.9
 
 
 def test_semi_supervised_without_unlabeled_images_fails(tmp_path: Path, tiny_datalist: str) -> None:
@@ -177,21 +202,11 @@ def test_unlabeled_image_that_is_also_labeled_fails_naming_it(tmp_path: Path, se
 
 
 def test_settings_errors_name_the_key() -> None:
-    base = {
-        "stage": 2,
-        "image_size": 32,
-        "batch_size": 2,
-        "max_epochs": 1,
-        "val_interval": 1,
-        "learning_rate": 1e-4,
-        "encoder_lr": 1e-5,
-        "lr_patience": 1,
-        "early_stop_patience": 1,
-        "num_workers": 0,
-        "device": "cpu",
-        "amp": False,
-    }
-    assert check_training_settings(**base, semi_supervised=True, bcp=True).bcp
+    parser = ConfigParser()
+    parser.read_config(str(TRAIN_JSON))
+    parser["device"] = "cpu"
+    base = {name: parser.get_parsed_content(name) for name in TrainingSettings.model_fields}
+    assert check_training_settings(**{**base, "semi_supervised": True, "bcp": True}).bcp
     bad = {
         "ema_decay": 1.0,
         "confidence_threshold": 0.3,
@@ -200,8 +215,8 @@ def test_settings_errors_name_the_key() -> None:
         "unlabeled_ratio": 0,
     }
     with pytest.raises(ValueError) as info:
-        check_training_settings(**base, semi_supervised=True, **bad)
+        check_training_settings(**{**base, "semi_supervised": True, **bad})
     for key in bad:
         assert f"`{key}`" in str(info.value)
     with pytest.raises(ValueError, match="bcp"):
-        check_training_settings(**base, bcp=True)
+        check_training_settings(**{**base, "semi_supervised": False, "bcp": True})

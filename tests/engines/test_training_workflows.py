@@ -14,13 +14,13 @@ import monai.bundle
 import pytest
 import torch
 from bundle_runner import (
+    BOTH_STAGES_JSON,
     FAST,
     META_JSON,
     REPO,
     STAGE1_JSON,
     STAGE2_JSON,
     TRAIN_JSON,
-    TRAINING_JSON,
     bundle_cli,
     run_bundle,
 )
@@ -35,12 +35,12 @@ def _ok(result: subprocess.CompletedProcess) -> None:
 
 @pytest.fixture(scope="module")
 def two_stage_run(tmp_path_factory: pytest.TempPathFactory, tiny_datalist: str) -> Path:
-    """Both stages in one command through configs/training.json (the documented two-stage run)."""
+    """Both stages in one command through configs/both_stages.json (the documented two-stage run)."""
     out = tmp_path_factory.mktemp("two_stage")
     overrides = {k: v for k, v in FAST.items() if k not in ("max_epochs", "batch_size")}
     overrides.update(datalist=tiny_datalist, output_dir=out, stage1_max_epochs=1, stage2_max_epochs=1)
     overrides.update(stage1_batch_size=2, stage2_batch_size=2)
-    _ok(run_bundle("training", [TRAIN_JSON, TRAINING_JSON], overrides))
+    _ok(run_bundle("training", [TRAIN_JSON, BOTH_STAGES_JSON], overrides))
     return out
 
 

@@ -13,13 +13,13 @@ import torch
 from torch import nn
 
 from condseg_monai.inference import (
-    ConDSegInferer,
     FailureLog,
     InputFailuresError,
     failure_record,
     robustness_conditions,
     run_robustness,
 )
+from condseg_monai.inferers import ConDSegInferer
 from condseg_monai.transforms.readers import InvalidInputError
 
 

@@ -20,7 +20,7 @@ def _dice_bce_np(z: np.ndarray, t: np.ndarray) -> float:
 
 
 def official_stage2_np(x: np.ndarray, y: np.ndarray, double_sigmoid: bool) -> float:
-    """The official Stage-2 loss written from spec 3.2 on the official (sigmoid) outputs of logits x (B,4,1,H,W)."""
+    """The official Stage-2 loss written out term by term on the official (sigmoid) outputs of logits x (B,4,1,H,W)."""
     probs = 1.0 / (1.0 + np.exp(-x))
     m, fg, bg, uc = (probs[:, i] for i in range(4))
     # the official DiceBCE applies one more sigmoid to the probabilities; single-sigmoid mode feeds the logits

@@ -18,13 +18,18 @@ serving both entries, and checks the REST contract:
    label ``uncertain`` -> 1 and no trainer;
 2. ``POST /infer/<name>`` by datastore id and by upload returns a grey PNG of the input size with values in {0, 1},
    and so does ``POST /infer/polyp_condseg_uncertainty``;
-3. ``PUT /datastore/label`` stores final labels for two images (one saved 0/1, one 0/255);
-4. ``POST /train/<name>?run_sync=true`` fine-tunes for one epoch on CPU and rewrites ``models/model.pt``;
-5. inference still answers with the fine-tuned weights, on both entries.
+3. ``POST /activelearning/first`` returns the first unlabeled image;
+4. ``PUT /datastore/label`` stores final labels for two images (one saved 0/1, one 0/255), ``GET /datastore/``
+   lists them, and ``POST /activelearning/random`` then returns an unlabeled image;
+5. ``POST /train/<name>`` fine-tunes for one epoch on CPU (in the background, as clients start it; the harness
+   polls ``GET /train/`` until that task is DONE) and rewrites ``models/model.pt``;
+6. inference still answers with the fine-tuned weights, on both entries.
 
-The server is always stopped (process group killed), also on failure. The script uses the standard library
-plus ``requests`` only, so it needs no knowledge of MONAI internals; PNG/JPEG sizes and PNG pixels are decoded
-with a small built-in reader. It exits 0 on PASS and 1 on FAIL.
+Every request goes through MONAI Label's own client, ``monailabel.client.MONAILabelClient`` (what a team's scripts
+would use), each bounded in time; every wait is bounded in attempts and seconds; the server listens on 127.0.0.1
+only and is always stopped (process group killed), also on failure. Images are written and read with Pillow and
+numpy. The script never imports torch or condseg_monai itself (weights and the uncertainty entry are made in
+subprocesses). It exits 0 on PASS and 1 on FAIL.
 """
 
 from __future__ import annotations
@@ -34,35 +39,37 @@ import contextlib
 import hashlib
 import importlib.util
 import json
-import math
 import os
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import sysconfig
 import tempfile
 import time
-import zlib
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
-import requests
+import numpy as np
+from monailabel.client import MONAILabelClient
+from monailabel.client.client import MONAILabelClientException, MONAILabelError, MONAILabelUtils, bytes_to_str
+from PIL import Image
 
 __all__ = [
+    "Client",
     "HarnessError",
-    "PngImage",
-    "decode_png",
-    "encode_png",
     "ensure_weights",
     "find_sample_app",
     "image_size",
     "main",
     "make_uncertainty_entry",
+    "check_uncertainty_entry",
+    "make_condseg_app",
+    "run_active_learning",
     "run_contract",
+    "wait_until",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -71,9 +78,10 @@ DEFAULT_NAME = "polyp_condseg_segmentation"
 DEFAULT_UNCERTAINTY_NAME = "polyp_condseg_uncertainty"  # condseg_monai.inference.label_uncertainty
 UNCERTAINTY_LABEL = "uncertain"
 SHARED_IMAGES = REPO_ROOT / ".." / "shared" / "data" / "isic-sample" / "images"
+SCORE_KEY = "condseg_uncertainty"  # condseg_monai.apps.monailabel: scoring method name and image info key
+FINETUNE_DATALIST = "monailabel_datalist.json"  # condseg_monai.apps.monailabel.lib.trainer.DATALIST_NAME
 HOST = "127.0.0.1"  # never listen on anything but loopback
 INFER_PARAMS = {"result_extension": ".png", "result_dtype": "uint8"}
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 class HarnessError(RuntimeError):
@@ -81,161 +89,36 @@ class HarnessError(RuntimeError):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Minimal image I/O (standard library only)
+# Images (Pillow + numpy)
 # ---------------------------------------------------------------------------------------------------------------
 
 
-@dataclass
-class PngImage:
-    """A decoded PNG.
-
-    Attributes:
-        width: image width in pixels.
-        height: image height in pixels.
-        channels: samples per pixel (1 grey, 2 grey+alpha, 3 RGB, 4 RGBA; palette images report 1 = the index).
-        bit_depth: 8 or 16.
-        color_type: the PNG colour type (0 grey, 2 RGB, 3 palette, 4 grey+alpha, 6 RGBA).
-        samples: all samples, row-major, ``height * width * channels`` integers.
-    """
-
-    width: int
-    height: int
-    channels: int
-    bit_depth: int
-    color_type: int
-    samples: list[int] = field(repr=False)
-
-    def values(self) -> set[int]:
-        """Return the set of distinct sample values."""
-        return set(self.samples)
-
-
-_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
-
-
-def _paeth(a: int, b: int, c: int) -> int:
-    p = a + b - c
-    pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
-    if pa <= pb and pa <= pc:
-        return a
-    return b if pb <= pc else c
-
-
-def decode_png(data: bytes) -> PngImage:
-    """Decode a non-interlaced 8- or 16-bit PNG.
-
-    Args:
-        data: the file content.
-
-    Returns:
-        The decoded image.
-
-    Raises:
-        ValueError: when ``data`` is not a PNG or uses an unsupported layout (interlacing, < 8 bits).
-    """
-    if not data.startswith(PNG_SIGNATURE):
-        raise ValueError(f"data is not a PNG (starts with {data[:8]!r})")
-    pos, idat, header = 8, bytearray(), None
-    while pos + 8 <= len(data):
-        (length,) = struct.unpack(">I", data[pos : pos + 4])
-        kind = data[pos + 4 : pos + 8]
-        body = data[pos + 8 : pos + 8 + length]
-        pos += 12 + length
-        if kind == b"IHDR":
-            header = struct.unpack(">IIBBBBB", body)
-        elif kind == b"IDAT":
-            idat += body
-        elif kind == b"IEND":
-            break
-    if header is None:
-        raise ValueError("PNG has no IHDR chunk")
-    width, height, bit_depth, color_type, _, _, interlace = header
-    if interlace or bit_depth not in (8, 16) or color_type not in _PNG_CHANNELS:
-        raise ValueError(f"unsupported PNG: bit_depth={bit_depth}, color_type={color_type}, interlace={interlace}")
-    channels = _PNG_CHANNELS[color_type]
-    bpp = channels * bit_depth // 8  # bytes per pixel, the filter's left-neighbour distance
-    stride = width * bpp
-    raw = zlib.decompress(bytes(idat))
-    prev = bytearray(stride)
-    pixels = bytearray()
-    for y in range(height):
-        start = y * (stride + 1)
-        ftype, line = raw[start], bytearray(raw[start + 1 : start + 1 + stride])
-        for x in range(stride):
-            a = line[x - bpp] if x >= bpp else 0
-            b = prev[x]
-            c = prev[x - bpp] if x >= bpp else 0
-            if ftype == 1:
-                line[x] = (line[x] + a) & 0xFF
-            elif ftype == 2:
-                line[x] = (line[x] + b) & 0xFF
-            elif ftype == 3:
-                line[x] = (line[x] + (a + b) // 2) & 0xFF
-            elif ftype == 4:
-                line[x] = (line[x] + _paeth(a, b, c)) & 0xFF
-            elif ftype != 0:
-                raise ValueError(f"PNG row {y} has unknown filter type {ftype}")
-        pixels += line
-        prev = line
-    samples = list(struct.unpack(f">{len(pixels) // 2}H", bytes(pixels))) if bit_depth == 16 else list(pixels)
-    return PngImage(width, height, channels, bit_depth, color_type, samples)
-
-
-def encode_png(width: int, height: int, pixels: bytes, channels: int = 1) -> bytes:
-    """Encode 8-bit grey (``channels=1``) or RGB (``channels=3``) pixels, row-major, as a PNG."""
-    if channels not in (1, 3):
-        raise ValueError(f"channels must be 1 or 3, got {channels}")
-    if len(pixels) != width * height * channels:
-        raise ValueError(f"pixels has {len(pixels)} bytes, expected {width}x{height}x{channels}")
-    stride = width * channels
-    raw = b"".join(b"\x00" + pixels[y * stride : (y + 1) * stride] for y in range(height))
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0 if channels == 1 else 2, 0, 0, 0)
-    return PNG_SIGNATURE + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b"")
-
-
 def image_size(path: Path) -> tuple[int, int]:
-    """Return ``(width, height)`` of a PNG or baseline/progressive JPEG file."""
-    data = Path(path).read_bytes()
-    if data.startswith(PNG_SIGNATURE):
-        return struct.unpack(">II", data[16:24])
-    if data[:2] != b"\xff\xd8":
-        raise ValueError(f"{path} is neither a PNG nor a JPEG")
-    pos = 2
-    while pos + 4 <= len(data):
-        if data[pos] != 0xFF:
-            pos += 1
-            continue
-        marker = data[pos + 1]
-        (length,) = struct.unpack(">H", data[pos + 2 : pos + 4])
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # start-of-frame markers
-            height, width = struct.unpack(">HH", data[pos + 5 : pos + 9])
-            return width, height
-        pos += 2 + length
-    raise ValueError(f"{path}: no JPEG start-of-frame marker found")
+    """Return ``(width, height)`` of an image file (PNG, JPEG, ... whatever Pillow reads)."""
+    with Image.open(path) as im:
+        return im.size
 
 
-def _ellipse_mask(width: int, height: int, fg: int) -> bytes:
-    """Grey mask with value ``fg`` inside a centred ellipse covering about a quarter of the image."""
-    cx, cy, rx, ry = width / 2, height / 2, width / 3, height / 3
-    return bytes(
-        fg if ((x - cx) / rx) ** 2 + ((y - cy) / ry) ** 2 <= 1.0 else 0 for y in range(height) for x in range(width)
-    )
+def _ellipse_mask(width: int, height: int, fg: int) -> np.ndarray:
+    """``(H, W)`` uint8 mask with value ``fg`` inside a centred ellipse covering about a quarter of the image."""
+    yy, xx = np.mgrid[:height, :width]
+    inside = ((xx - width / 2) / (width / 3)) ** 2 + ((yy - height / 2) / (height / 3)) ** 2 <= 1.0
+    return np.where(inside, fg, 0).astype(np.uint8)
 
 
-def _synthetic_rgb(width: int, height: int, seed: int) -> bytes:
-    """RGB 'polyp-like' test image: a reddish blob on a textured background (deterministic)."""
-    out = bytearray()
+def _synthetic_rgb(width: int, height: int, seed: int) -> np.ndarray:
+    """``(H, W, 3)`` uint8 'polyp-like' test image: a reddish blob on a textured background (deterministic)."""
+    yy, xx = np.mgrid[:height, :width]
     cx, cy = width * (0.4 + 0.05 * seed), height * 0.5
-    for y in range(height):
-        for x in range(width):
-            d = math.hypot((x - cx) / (width / 4), (y - cy) / (height / 4))
-            tex = (x * 7 + y * 13 + seed * 31) % 40
-            out += bytes((min(255, 120 + tex + (90 if d < 1 else 0)), 60 + tex, 50 + tex // 2))
-    return bytes(out)
+    blob = np.hypot((xx - cx) / (width / 4), (yy - cy) / (height / 4)) < 1
+    tex = (xx * 7 + yy * 13 + seed * 31) % 40
+    rgb = np.stack([np.minimum(255, 120 + tex + 90 * blob), 60 + tex, 50 + tex // 2], axis=-1)
+    return rgb.astype(np.uint8)
+
+
+def _write_mask(path: Path, width: int, height: int, fg: int) -> Path:
+    Image.fromarray(_ellipse_mask(width, height, fg), mode="L").save(path)
+    return path
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -317,6 +200,15 @@ def make_uncertainty_entry(
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
         raise HarnessError(f"uncertainty entry generator failed ({' '.join(cmd)}):\n{proc.stderr[-4000:]}")
+    return check_uncertainty_entry(bundle_dir, out_dir)
+
+
+def check_uncertainty_entry(bundle_dir: Path, out_dir: Path) -> str:
+    """Check a generated uncertainty entry: configs, no train.json, weights a relative symlink to the bundle's.
+
+    Returns:
+        The symlink target (relative path).
+    """
     weights = out_dir / "models" / "model.pt"
     if not weights.is_symlink() or os.path.isabs(os.readlink(weights)):
         raise HarnessError(f"{weights} is not a relative symlink")
@@ -343,7 +235,7 @@ def _prepare_studies(studies: Path, count: int) -> list[Path]:
     for i in range(count):
         w, h = 96 + 16 * i, 72 + 8 * i  # different, non-square sizes exercise the restore-to-input-size path
         path = studies / f"synthetic_{i:02d}.png"
-        path.write_bytes(encode_png(w, h, _synthetic_rgb(w, h, i), channels=3))
+        Image.fromarray(_synthetic_rgb(w, h, i), mode="RGB").save(path)
         out.append(path)
     print(f"studies: {count} generated PNGs (no {SHARED_IMAGES})")
     return out
@@ -360,8 +252,69 @@ def _file_digest(path: Path) -> tuple[float, str]:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Server control
+# Server control and the client
 # ---------------------------------------------------------------------------------------------------------------
+
+
+class Client(MONAILabelClient):
+    """MONAI Label's own ``MONAILabelClient``, with every request bounded in time and failures as ``HarnessError``.
+
+    The client opens ``http.client`` connections without a timeout, so each call here runs with
+    ``socket.setdefaulttimeout`` set (the harness is single-threaded; the old default is restored afterwards).
+    ``scoring_run`` / ``scoring_status`` add the ``/scoring`` endpoints, which the 0.8.5 client has no method for,
+    with the client's own ``MONAILabelUtils.http_method``.
+
+    Args:
+        server_url: ``http://127.0.0.1:<port>``.
+        tmpdir: folder where the client saves inference results.
+        timeout: default seconds per request.
+    """
+
+    def __init__(self, server_url: str, tmpdir: Path, timeout: float) -> None:
+        super().__init__(server_url, tmpdir=str(tmpdir), client_id="condseg-harness")
+        self.timeout = timeout
+
+    def call(self, what: str, method: Callable[..., Any], *args: Any, timeout: float | None = None, **kwargs: Any):
+        """Run ``method(*args, **kwargs)`` within ``timeout`` seconds per socket operation.
+
+        Raises:
+            HarnessError: on an HTTP error (``what`` and the server's answer in the message) or a timeout.
+        """
+        seconds = self.timeout if timeout is None else timeout
+        old = socket.getdefaulttimeout()
+        socket.setdefaulttimeout(seconds)
+        try:
+            return method(*args, **kwargs)
+        except MONAILabelClientException as e:
+            raise HarnessError(f"{what}: {str(e.msg)[:2000]}") from e
+        except TimeoutError as e:
+            raise HarnessError(f"{what}: no answer within {seconds:.0f} s") from e
+        finally:
+            socket.setdefaulttimeout(old)
+
+    def _json(self, method: str, selector: str, body: dict | None = None) -> Any:
+        status, response, _, _ = MONAILabelUtils.http_method(
+            method, self._server_url, selector, body, headers=self._headers
+        )
+        if status != 200:
+            raise MONAILabelClientException(
+                MONAILabelError.SERVER_ERROR, f"Status: {status}; Response: {bytes_to_str(response)}", status
+            )
+        return json.loads(bytes_to_str(response))
+
+    def scoring_run(self, method: str, params: dict | None = None, run_sync: bool = False) -> Any:
+        """``POST /scoring/{method}[?run_sync=true]``: run one scoring method (in the server process when sync)."""
+        selector = f"/scoring/{MONAILabelUtils.urllib_quote_plus(method)}"
+        return self._json("POST", selector + ("?run_sync=true" if run_sync else ""), self._update_client_id(params))
+
+    def scoring_status(self, check_if_running: bool = False) -> bool | Any:
+        """``GET /scoring/``: the last scoring task, or (``check_if_running``) whether one is running now."""
+        if check_if_running:
+            status, _, _, _ = MONAILabelUtils.http_method(
+                "GET", self._server_url, "/scoring/?check_if_running=true", headers=self._headers
+            )
+            return status == 200
+        return self._json("GET", "/scoring/")
 
 
 class Server:
@@ -390,18 +343,16 @@ class Server:
             )
         print(f"server: pid {self.proc.pid} on {self.url}, log {self.log_file}")
 
-    def wait_ready(self, timeout: float, interval: float = 2.0) -> dict:
+    def wait_ready(self, client: Client, timeout: float, interval: float = 2.0) -> dict:
         """Poll ``GET /info/`` (bounded by ``timeout`` seconds and a matching attempt count)."""
         deadline = time.monotonic() + timeout
         for _ in range(max(1, int(timeout / interval) + 1)):
             if self.proc is None or self.proc.poll() is not None:
                 raise HarnessError(f"server exited early with code {self.proc.returncode if self.proc else None}")
             try:
-                r = requests.get(f"{self.url}/info/", timeout=10)
-                if r.status_code == 200:
-                    return r.json()
-            except requests.RequestException:
-                pass
+                return client.call("GET /info/", client.info, timeout=10)
+            except (HarnessError, OSError):
+                pass  # not listening yet (connection refused) or still starting
             if time.monotonic() > deadline:
                 break
             time.sleep(interval)
@@ -431,41 +382,62 @@ class Server:
             return "<no server log>"
 
 
+def wait_until(what: str, done: Callable[[], Any], timeout: float, interval: float = 2.0) -> Any:
+    """Poll ``done()`` until it returns something truthy; bounded by ``timeout`` seconds and an attempt count.
+
+    Raises:
+        HarnessError: when ``done()`` never returned a truthy value in time.
+    """
+    deadline = time.monotonic() + timeout
+    for _ in range(max(1, int(timeout / interval) + 1)):
+        result = done()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            break
+        time.sleep(interval)
+    raise HarnessError(f"{what}: not done after {timeout:.0f} s")
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Contract checks
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def _check_mask(content: bytes, expected_size: tuple[int, int], what: str, allowed: set[int] | None = None) -> str:
-    """Check that ``content`` is a grey PNG label map of ``expected_size`` with values in ``allowed`` ({0, 1})."""
+def _check_mask(result: str | None, expected_size: tuple[int, int], what: str, allowed: set[int] | None = None) -> str:
+    """Check that the file ``result`` is a grey PNG label map of ``expected_size`` with values in ``allowed``."""
     allowed = {0, 1} if allowed is None else allowed
+    if not result or not os.path.isfile(result):
+        raise HarnessError(f"{what}: the server sent no result file ({result!r})")
     try:
-        png = decode_png(content)
-    except ValueError as e:
-        raise HarnessError(f"{what}: result is not a readable PNG ({e}); first bytes {content[:16]!r}") from e
-    if png.channels != 1 or png.color_type != 0:
-        raise HarnessError(f"{what}: mask has colour type {png.color_type} ({png.channels} channels), expected grey")
-    if (png.width, png.height) != tuple(expected_size):
-        raise HarnessError(f"{what}: mask is {png.width}x{png.height}, input is {expected_size[0]}x{expected_size[1]}")
-    values = png.values()
+        with Image.open(result) as im:
+            fmt, mode, size = im.format, im.mode, im.size
+            pixels = np.asarray(im)
+    except OSError as e:
+        raise HarnessError(f"{what}: result {result} is not a readable image ({e})") from e
+    finally:
+        os.remove(result)  # the client saved it in its tmpdir; keep that folder small
+    if fmt != "PNG":
+        raise HarnessError(f"{what}: result is {fmt}, expected PNG")
+    if mode not in ("L", "I;16", "I"):
+        raise HarnessError(f"{what}: mask has mode {mode}, expected a single grey channel")
+    if size != tuple(expected_size):
+        raise HarnessError(f"{what}: mask is {size[0]}x{size[1]}, input is {expected_size[0]}x{expected_size[1]}")
+    values = set(np.unique(pixels).tolist())
     if not values <= allowed:
         raise HarnessError(f"{what}: mask values {sorted(values)[:10]} are not within {sorted(allowed)}")
-    return f"{png.width}x{png.height} {png.bit_depth}-bit grey, values {sorted(values)}"
+    return f"{size[0]}x{size[1]} {'8' if mode == 'L' else '16'}-bit grey PNG, values {sorted(values)}"
 
 
-def _infer(server: Server, name: str, device: str, timeout: float, image_id: str = "", upload: Path | None = None):
-    params = json.dumps({**INFER_PARAMS, "device": device})
-    url = f"{server.url}/infer/{name}"
-    query = {"output": "image"}
-    if upload is None:
-        query["image"] = image_id
-        return requests.post(url, params=query, data={"params": params}, timeout=timeout)
-    with open(upload, "rb") as f:
-        files = {"file": (upload.name, f, "application/octet-stream")}
-        return requests.post(url, params=query, data={"params": params}, files=files, timeout=timeout)
+def _infer(client: Client, name: str, device: str, image_id: str = "", upload: Path | None = None) -> str | None:
+    """``POST /infer/{name}`` by datastore id or by upload (multipart answer); returns the saved result file."""
+    params = {**INFER_PARAMS, "device": device}
+    what = f"/infer/{name} by {'upload' if upload else 'datastore id'}"
+    result, _ = client.call(what, client.infer, name, image_id, params, file=str(upload) if upload else None)
+    return result
 
 
-def _check_extra_models(server: Server, info: dict, extras: Sequence[str], image: Path, args, when: str) -> list[str]:
+def _check_extra_models(client: Client, info: dict, extras: Sequence[str], image: Path, args, when: str) -> list[str]:
     """Extra model entries (e.g. the SID uncertainty view): listed, and answering with a label map of the input size."""
     passed = []
     for extra in extras:
@@ -475,11 +447,9 @@ def _check_extra_models(server: Server, info: dict, extras: Sequence[str], image
         labels = model.get("labels", {})
         if not labels:
             raise HarnessError(f"/info/: extra model {extra!r} declares no labels (outputs channel_def)")
-        r = _infer(server, extra, args.device, args.request_timeout, image_id=image.stem)
-        if r.status_code != 200:
-            raise HarnessError(f"/infer/{extra} {when}: HTTP {r.status_code}: {r.text[:2000]}")
+        result = _infer(client, extra, args.device, image_id=image.stem)
         allowed = {0, *(int(v) for v in labels.values())}
-        detail = _check_mask(r.content, image_size(image), f"/infer/{extra} {when}", allowed)
+        detail = _check_mask(result, image_size(image), f"/infer/{extra} {when}", allowed)
         passed.append(f"/infer/{extra} {when} ({image.name}): labels {labels}, {detail}")
     return passed
 
@@ -499,8 +469,183 @@ def _check_uncertainty_info(info: dict, name: str) -> str:
     return f"/info/ lists {name}: labels {labels}, dimension 2, type {model.get('type')}, no trainer"
 
 
-def run_contract(server: Server, name: str, label: str, images: list[Path], model_pt: Path, args) -> list[str]:
-    """Run all checks against a ready ``server``.
+def _final_labels(client: Client) -> set[str]:
+    """Image ids with a ``final`` label, from ``GET /datastore/?output=all``."""
+    objects = client.call("GET /datastore/?output=all", client.datastore).get("objects", {})
+    return {k for k, v in objects.items() if "final" in v.get("labels", {})}
+
+
+def _save_labels(client: Client, images: Sequence[Path], work: Path) -> list[str]:
+    """Save a final label for each image (0/1 for the first, 0/255 for the second) with ``PUT /datastore/label``."""
+    for src, fg in zip(images, (1, 255), strict=False):
+        w, h = image_size(src)
+        mask = _write_mask(work / f"{src.stem}_mask.png", w, h, fg)
+        client.call(f"PUT /datastore/label for {src.stem}", client.save_label, src.stem, str(mask), tag="final")
+    labelled = _final_labels(client)
+    if not {p.stem for p in images} <= labelled:
+        raise HarnessError(f"GET /datastore/?output=all: final labels for {sorted(labelled)}, expected {images}")
+    return sorted(labelled)
+
+
+def _train(client: Client, name: str, model_pt: Path, args) -> str:
+    """``POST /train/{name}`` (one epoch, in the background as clients start it), wait, check the new weights."""
+    before = _file_digest(model_pt)
+    time.sleep(1.1)  # make an mtime change visible even on coarse-grained file systems
+    body = {"max_epochs": 1, "val_split": 0.5, "device": args.device, "multi_gpu": False, "tracking": "None"}
+    t0 = time.monotonic()
+    task = client.call(f"POST /train/{name}", client.train_start, name, body)
+    task_id = task.get("id") if isinstance(task, dict) else None
+    if not task_id:
+        raise HarnessError(f"POST /train/{name}: no task id in the answer {task}")
+
+    def finished() -> dict | None:
+        last = client.call("GET /train/", client.train_status)
+        return last if last.get("id") == task_id and last.get("status") in ("DONE", "ERROR", "STOPPED") else None
+
+    last = wait_until(f"POST /train/{name}", finished, args.train_timeout, interval=3.0)
+    if last["status"] != "DONE":
+        raise HarnessError(f"POST /train/{name}: task ended {last['status']}: {list(last.get('details', []))[-5:]}")
+    after = _file_digest(model_pt)
+    if after[1] == before[1] or after[0] == before[0]:
+        raise HarnessError(f"POST /train/{name}: {model_pt} was not rewritten (mtime/sha256 unchanged)")
+    return f"POST /train/{name} (1 epoch, {args.device}) rewrote models/model.pt in {time.monotonic() - t0:.0f} s"
+
+
+def _check_semi_supervised_finetune(bundle: Path, unlabeled_ids: set[str]) -> str:
+    """The app's fine-tune used the datastore's unlabeled images: its datalist lists them, its state has a teacher
+    (read in a subprocess, like the weights: this script does not import torch)."""
+    run = bundle / "runs" / "finetune"
+    datalist = json.loads((run / FINETUNE_DATALIST).read_text())
+    listed = {Path(e["image"]).stem for e in datalist.get("unlabeled", [])}
+    if listed != unlabeled_ids:
+        raise HarnessError(f"{run / FINETUNE_DATALIST}: unlabeled {sorted(listed)}, expected {sorted(unlabeled_ids)}")
+    probe = "import sys, torch; sys.exit(0 if 'teacher' in torch.load(sys.argv[1], weights_only=True) else 3)"
+    result = subprocess.run([sys.executable, "-c", probe, str(run / "latest.pt")], capture_output=True, timeout=300)
+    if result.returncode != 0:
+        raise HarnessError(f"{run / 'latest.pt'} has no teacher (rc {result.returncode}): not semi-supervised")
+    return f"the fine-tune was semi-supervised: {len(listed)} unlabeled datastore images listed, mean teacher saved"
+
+
+def _scores(client: Client) -> tuple[dict[str, dict], set[str]]:
+    """``({unlabeled image id: score record or {}}, labelled ids)`` from ``GET /datastore/?output=all``."""
+    objects = client.call("GET /datastore/?output=all", client.datastore).get("objects", {})
+    labelled = {k for k, v in objects.items() if "final" in v.get("labels", {})}
+    records = {
+        k: v.get("image", {}).get("info", {}).get(SCORE_KEY) or {} for k, v in objects.items() if k not in labelled
+    }
+    return records, labelled
+
+
+def _ranked(records: dict[str, dict]) -> list[str]:
+    """What the strategy must return first: highest score, ties by id (every record must have a score here)."""
+    missing = sorted(k for k, r in records.items() if not isinstance(r.get("score"), (int, float)))
+    if missing:
+        raise HarnessError(f"no {SCORE_KEY} score for the unlabeled images {missing}")
+    return [k for _, k in sorted((-r["score"], k) for k, r in records.items())]
+
+
+def _wait_scoring_idle(client: Client, timeout: float) -> None:
+    wait_until(
+        "GET /scoring/?check_if_running=true",
+        lambda: not client.call("GET /scoring/", client.scoring_status, True),
+        timeout,
+        interval=3.0,
+    )
+
+
+def _last_scoring_id(client: Client) -> str | None:
+    try:
+        return client.call("GET /scoring/", client.scoring_status).get("id")
+    except HarnessError:  # 404: no scoring task so far
+        return None
+
+
+def run_active_learning(client: Client, name: str, images: list[Path], model_pt: Path, args) -> list[str]:
+    """The uncertainty-driven loop: upload, score, next sample, label, again, fine-tune, rescore."""
+    passed: list[str] = []
+    _wait_scoring_idle(client, args.train_timeout)  # the start-up scoring (on_init_complete)
+    upload = args.upload
+    client.call("PUT /datastore/", client.upload_image, str(upload), upload.stem)
+    records, _ = _scores(client)
+    if upload.stem not in records:
+        raise HarnessError(f"PUT /datastore/: uploaded {upload.stem} not in the datastore {sorted(records)}")
+    passed.append(f"PUT /datastore/ uploaded {upload.name} as {upload.stem}")
+
+    t0 = time.monotonic()
+    method = SCORE_KEY
+    # not forced: images the start-up scoring has done with these weights are skipped (as in production)
+    summary = client.call(
+        f"POST /scoring/{method}",
+        client.scoring_run,
+        method,
+        {"device": args.device},
+        True,
+        timeout=args.train_timeout,
+    )
+    records, _ = _scores(client)
+    ranked = _ranked(records)  # also fails when an unlabeled image has no score
+    if upload.stem not in summary.get("scores", {}):
+        raise HarnessError(f"POST /scoring/{method}: the new image {upload.stem} was not scored: {summary}")
+    passed.append(
+        f"POST /scoring/{method}?run_sync=true scored the new image ({summary.get('executed')} scored, "
+        f"{summary.get('skipped')} up to date) in {time.monotonic() - t0:.0f} s; all {len(ranked)} unlabeled "
+        "images have a score: " + ", ".join(f"{k} {records[k]['score']:.4g}" for k in ranked)
+    )
+
+    served: list[str] = []
+    for fg in (1, 255):  # label the two most uncertain images, one 0/1 and one 0/255 mask
+        got = client.call("POST /activelearning/uncertainty", client.next_sample, "uncertainty", {}).get("id")
+        if got != ranked[0] or got in served:
+            raise HarnessError(f"/activelearning/uncertainty returned {got!r}, expected {ranked[0]!r} ({ranked})")
+        served.append(got)
+        src = next(p for p in [*images, upload] if p.stem == got)
+        w, h = image_size(src)
+        mask = _write_mask(args.work / f"{got}_mask.png", w, h, fg)
+        client.call(f"PUT /datastore/label for {got}", client.save_label, got, str(mask), tag="final")
+        records, labelled = _scores(client)
+        if got not in labelled:
+            raise HarnessError(f"PUT /datastore/label: {got} has no final label afterwards")
+        ranked = _ranked(records)
+    passed.append(
+        f"/activelearning/uncertainty returned {served[0]} (highest score), then after its label a different "
+        f"image {served[1]} (highest of the rest); both labelled (0/1 and 0/255 masks)"
+    )
+    nxt = client.call("POST /activelearning/uncertainty", client.next_sample, "uncertainty", {}).get("id")
+    if nxt != ranked[0]:
+        raise HarnessError(f"/activelearning/uncertainty returned {nxt!r}, expected {ranked[0]!r}")
+
+    _wait_scoring_idle(client, args.train_timeout)  # next_sample starts a (no-op) rescoring
+    before_ts = {k: r.get("model_ts") for k, r in records.items()}
+    before_task = _last_scoring_id(client)
+    passed.append(_train(client, name, model_pt, args))
+    passed.append(_check_semi_supervised_finetune(model_pt.parent.parent, set(ranked)))
+
+    def rescored() -> dict | None:
+        last = client.call("GET /scoring/", client.scoring_status)
+        return last if last.get("id") != before_task and last.get("status") in ("DONE", "ERROR") else None
+
+    t0 = time.monotonic()
+    last = wait_until("rescoring after training", rescored, args.train_timeout, interval=3.0)
+    if last["status"] != "DONE":
+        raise HarnessError(f"rescoring after training ended {last['status']}: {list(last.get('details', []))[-5:]}")
+    # the rescoring ran in a subprocess: this request makes the server re-read the datastore file
+    nxt = client.call("POST /activelearning/uncertainty", client.next_sample, "uncertainty", {}).get("id")
+    records, _ = _scores(client)
+    stale = sorted(k for k, r in records.items() if r.get("model_ts") == before_ts.get(k))
+    if stale:
+        raise HarnessError(f"after training, {stale} still carry the scores of the old weights")
+    ranked = _ranked(records)
+    if nxt != ranked[0]:
+        raise HarnessError(f"/activelearning/uncertainty after rescoring returned {nxt!r}, expected {ranked[0]!r}")
+    passed.append(
+        f"training started the rescoring (task {last.get('id')}, done {time.monotonic() - t0:.0f} s after it): "
+        f"new scores for {sorted(records)}; /activelearning/uncertainty returns their maximum {nxt}"
+    )
+    return passed
+
+
+def run_contract(client: Client, name: str, label: str, images: list[Path], model_pt: Path, args) -> list[str]:
+    """Run all checks against a ready server.
 
     Returns:
         One line per passed check.
@@ -509,7 +654,7 @@ def run_contract(server: Server, name: str, label: str, images: list[Path], mode
         HarnessError: on the first failed check.
     """
     passed: list[str] = []
-    info = requests.get(f"{server.url}/info/", timeout=30).json()
+    info = client.call("GET /info/", client.info)
     model = info.get("models", {}).get(name)
     if model is None:
         raise HarnessError(f"/info/: model {name!r} missing; models = {list(info.get('models', {}))}")
@@ -528,55 +673,43 @@ def run_contract(server: Server, name: str, label: str, images: list[Path], mode
 
     src = images[0]
     for mode, upload in (("datastore id", None), ("upload", src)):
-        r = _infer(server, name, args.device, args.request_timeout, image_id=src.stem, upload=upload)
-        if r.status_code != 200:
-            raise HarnessError(f"/infer/ by {mode}: HTTP {r.status_code}: {r.text[:2000]}")
-        detail = _check_mask(r.content, image_size(src), f"/infer/ by {mode}")
-        passed.append(f"/infer/{name} by {mode} ({src.name}): {detail}, content-type {r.headers.get('content-type')}")
-    passed += _check_extra_models(server, info, views, src, args, "before training")
+        result = _infer(client, name, args.device, image_id="" if upload else src.stem, upload=upload)
+        detail = _check_mask(result, image_size(src), f"/infer/ by {mode}")
+        passed.append(f"/infer/{name} by {mode} ({src.name}): {detail}")
+    passed += _check_extra_models(client, info, views, src, args, "before training")
+
+    first, expected = client.call("POST /activelearning/first", client.next_sample, "first", {}), images[0].stem
+    if first.get("id") != expected:
+        raise HarnessError(f"/activelearning/first returned {first.get('id')!r}, expected {expected!r}")
+    passed.append(f"/activelearning/first returns the first unlabeled image {first['id']}")
 
     if args.skip_train:
         return passed
 
-    # two final labels, one saved 0/1 (what annotation clients send) and one 0/255 (exported image masks)
-    for src, fg in zip(images[:2], (1, 255), strict=True):
-        w, h = image_size(src)
-        body = encode_png(w, h, _ellipse_mask(w, h, fg))
-        r = requests.put(
-            f"{server.url}/datastore/label",
-            params={"image": src.stem, "tag": "final"},
-            files={"label": (f"{src.stem}.png", body, "image/png")},
-            timeout=args.request_timeout,
-        )
-        if r.status_code != 200:
-            raise HarnessError(f"PUT /datastore/label for {src.stem}: HTTP {r.status_code}: {r.text[:2000]}")
-    ds = requests.get(f"{server.url}/datastore/", params={"output": "all"}, timeout=30).json()
-    objects = ds.get("objects", {})
-    labelled = sorted(k for k, v in objects.items() if "final" in v.get("labels", {}))
-    if not {p.stem for p in images[:2]} <= set(labelled):
-        expected = [p.stem for p in images[:2]]
-        raise HarnessError(f"GET /datastore/?output=all: final labels for {labelled}, expected {expected}")
-    passed.append(f"PUT /datastore/label stored final labels (0/1 and 0/255 masks) for {labelled}")
+    if args.app == "condseg":
+        passed += run_active_learning(client, name, images, model_pt, args)
+    else:
+        passed += _label_and_train(client, name, images, model_pt, args)
 
-    before = _file_digest(model_pt)
-    time.sleep(1.1)  # make an mtime change visible even on coarse-grained file systems
-    body = {"max_epochs": 1, "val_split": 0.5, "device": args.device, "multi_gpu": False, "tracking": "None"}
-    t0 = time.monotonic()
-    r = requests.post(f"{server.url}/train/{name}", params={"run_sync": "true"}, json=body, timeout=args.train_timeout)
-    if r.status_code != 200:
-        raise HarnessError(f"POST /train/{name}: HTTP {r.status_code}: {r.text[:2000]}")
-    after = _file_digest(model_pt)
-    if after[1] == before[1] or after[0] == before[0]:
-        raise HarnessError(f"POST /train/{name}: {model_pt} was not rewritten (mtime/sha256 unchanged)")
-    took = time.monotonic() - t0
-    passed.append(f"POST /train/{name} (1 epoch, {args.device}) rewrote models/model.pt in {took:.0f} s")
-
-    r = _infer(server, name, args.device, args.request_timeout, image_id=images[1].stem)
-    if r.status_code != 200:
-        raise HarnessError(f"/infer/ after training: HTTP {r.status_code}: {r.text[:2000]}")
-    detail = _check_mask(r.content, image_size(images[1]), "/infer/ after training")
+    result = _infer(client, name, args.device, image_id=images[1].stem)
+    detail = _check_mask(result, image_size(images[1]), "/infer/ after training")
     passed.append(f"/infer/{name} with the fine-tuned weights: {detail}")
-    passed += _check_extra_models(server, info, views, images[1], args, "after training")
+    passed += _check_extra_models(client, info, views, images[1], args, "after training")
+    return passed
+
+
+def _label_and_train(client: Client, name: str, images: list[Path], model_pt: Path, args) -> list[str]:
+    """The monaibundle app's steps 4 and 5: two final labels, a random next sample, one training epoch."""
+    passed: list[str] = []
+    # two final labels, one saved 0/1 (what annotation clients send) and one 0/255 (exported image masks)
+    labelled = _save_labels(client, images[:2], args.work)
+    passed.append(f"PUT /datastore/label stored final labels (0/1 and 0/255 masks) for {labelled}")
+    nxt = client.call("POST /activelearning/random", client.next_sample, "random", {}).get("id")
+    if nxt in labelled or nxt not in {p.stem for p in images}:
+        raise HarnessError(f"/activelearning/random returned {nxt!r}, expected an unlabeled image")
+    passed.append(f"/activelearning/random returns an unlabeled image ({nxt})")
+
+    passed.append(_train(client, name, model_pt, args))
     return passed
 
 
@@ -586,6 +719,14 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--name", default=DEFAULT_NAME, help=f"model name inside MONAI Label (default: {DEFAULT_NAME})")
     p.add_argument("--label", default="polyp", help="expected foreground label name (default: polyp)")
     p.add_argument("--device", default="cpu", help="device string sent with every request (default: cpu)")
+    p.add_argument(
+        "--app",
+        choices=("monaibundle", "condseg"),
+        default="monaibundle",
+        help="serve with MONAI Label's generic monaibundle sample app (default) or the package's own app "
+        "(condseg_monai.apps.monailabel), which adds the uncertainty scoring and strategy; with condseg the "
+        "labelling and training steps run as the active-learning scenario",
+    )
     p.add_argument("--keep-logs", action="store_true", help="keep the temporary app, studies and server log")
     p.add_argument("--skip-train", action="store_true", help="only check /info/ and /infer/")
     p.add_argument(
@@ -626,6 +767,15 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+def make_condseg_app(bundle: Path, app: Path, name: str, uncertainty_name: str | None, timeout: float = 300.0):
+    """Lay out the package's MONAI Label app with its own generator (``python -m condseg_monai.apps.monailabel``)."""
+    cmd = [sys.executable, "-m", "condseg_monai.apps.monailabel", "--bundle", str(bundle), "--out", str(app)]
+    cmd += ["--name", name] + (["--uncertainty-name", uncertainty_name] if uncertainty_name else ["--no-uncertainty"])
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0 or not (app / "main.py").is_file():
+        raise HarnessError(f"app generator failed ({' '.join(cmd)}):\n{proc.stdout}\n{proc.stderr[-4000:]}")
+
+
 def _copy_bundle(src: Path, dst: Path) -> None:
     # a copy, never a link: training rewrites models/model.pt and must not touch the repository
     shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__", "eval", "runs", "*.ts"), symlinks=True)
@@ -635,20 +785,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit code (0 PASS, 1 FAIL)."""
     args = _parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="condseg-label-"))
-    app = work / "apps" / "monaibundle"
+    args.work = work
+    app = work / "apps" / args.app
     server: Server | None = None
     passed: list[str] = []
     failure = ""
     t0 = time.monotonic()
     try:
-        shutil.copytree(find_sample_app(), app, ignore=shutil.ignore_patterns("__pycache__"))
         bundle = app / "model" / args.name
-        _copy_bundle(args.bundle, bundle)
+        if args.app == "condseg":
+            make_condseg_app(args.bundle, app, args.name, args.uncertainty_name)
+            passed.append(f"condseg app laid out by python -m condseg_monai.apps.monailabel in {app}")
+        else:
+            shutil.copytree(find_sample_app(), app, ignore=shutil.ignore_patterns("__pycache__"))
+            _copy_bundle(args.bundle, bundle)
         if ensure_weights(bundle):
             passed.append("models/model.pt missing in the bundle: created from inference.json network_def")
         names = [args.name]
         if args.uncertainty_name:
-            target = make_uncertainty_entry(bundle, app / "model" / args.uncertainty_name)
+            out = app / "model" / args.uncertainty_name
+            if args.app == "condseg":  # generated with the app; check it the same way
+                target = check_uncertainty_entry(bundle, out)
+            else:
+                target = make_uncertainty_entry(bundle, out)
             passed.append(f"{args.uncertainty_name} generated from {args.name}: models/model.pt -> {target}")
             names.append(args.uncertainty_name)
         for extra, path in args.extra_bundle.items():
@@ -659,13 +818,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                 weights.parent.mkdir(parents=True, exist_ok=True)
                 weights.symlink_to(Path("..", "..", args.name, "models", "model.pt"))
                 passed.append(f"{extra}: models/model.pt -> ../../{args.name}/models/model.pt (shared weights)")
-        images = _prepare_studies(work / "studies", 3)
+        images = _prepare_studies(work / "studies", 4 if args.app == "condseg" else 3)
+        if args.app == "condseg":  # the fourth image is uploaded through the API
+            args.upload = Path(shutil.move(str(images.pop()), str(work)))
         server = Server(app, work / "studies", [*names, *args.extra_bundle], work / "server.log", args.conf)
         server.start()
-        server.wait_ready(args.start_timeout)
+        client = Client(server.url, work / "client", args.request_timeout)
+        (work / "client").mkdir()
+        server.wait_ready(client, args.start_timeout)
         passed.append(f"server ready after {time.monotonic() - t0:.0f} s")
-        passed += run_contract(server, args.name, args.label, images, bundle / "models" / "model.pt", args)
-    except (HarnessError, requests.RequestException, OSError, subprocess.SubprocessError, ValueError) as e:
+        passed += run_contract(client, args.name, args.label, images, bundle / "models" / "model.pt", args)
+    except (HarnessError, OSError, subprocess.SubprocessError, ValueError) as e:
         failure = f"{type(e).__name__}: {e}"
     finally:
         if server is not None:

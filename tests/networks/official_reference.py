@@ -1,6 +1,6 @@
 # Copyright (c) condseg-monai contributors
 # Licensed under the Apache License, Version 2.0
-"""Independent test-only re-implementation of the *official* ConDSeg models, written from the project spec.
+"""Independent test-only re-implementation of the *official* ConDSeg models, following the official code's structure.
 
 It uses the official module names (so its ``state_dict`` keys equal ``official_state_dict_keys.txt``), reads BGR
 images like the official code, returns sigmoid probabilities, and implements CDFA literally with

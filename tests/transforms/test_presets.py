@@ -155,3 +155,49 @@ def test_eval_pipeline_and_invert(tmp_path: Path) -> None:
     assert (restored[0].numpy() == truth).mean() > 0.95
     image_only = condseg_eval_transforms(image_size=16, label_key=None)({"image": item["image"]})
     assert image_only["image"].shape == (3, 16, 16) and "label" not in image_only
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _bundle_pipeline(key: str, stage_config: str | None, **overrides: object) -> Compose:
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    configs = [REPO / "bundle" / "configs" / "train.json"] + ([REPO / "configs" / stage_config] if stage_config else [])
+    parser.read_config([str(c) for c in configs])
+    for name, value in {"device": "cpu", "image_size": 32, **overrides}.items():
+        parser[name] = value
+    return parser.get_parsed_content(key)
+
+
+@pytest.mark.parametrize(("stage_config", "stage"), [("stage1.json", 1), ("stage2.json", 2), (None, 2)])
+def test_bundle_runs_these_pipelines(tmp_path: Path, stage_config: str | None, stage: int) -> None:
+    """train.json's training, unlabeled and validation pipelines are the builders' (same draws, same outputs)."""
+    item = _write_pair(tmp_path)
+    cases = [
+        ("train#preprocessing", {}, condseg_train_transforms(stage, 32, track_meta=False), item),
+        (
+            "unlabeled#preprocessing",
+            {"semi_supervised": True},
+            condseg_train_transforms(stage, 32, label_key=None, track_meta=False, dropout_prob=0.0),
+            {"image": item["image"]},
+        ),
+        ("validate#preprocessing", {}, condseg_eval_transforms(32, track_meta=False), item),
+    ]
+    for key, overrides, expected, data in cases:
+        bundle = _bundle_pipeline(key, stage_config, **overrides)
+        assert [type(t) for t in bundle.transforms] == [type(t) for t in expected.transforms], key
+        assert [getattr(t, "prob", None) for t in bundle.transforms] == [
+            getattr(t, "prob", None) for t in expected.transforms
+        ]
+        bundle.set_random_state(seed=5)
+        expected.set_random_state(seed=5)
+        for _ in range(4):  # several draws: the rotation / flip / dropout probabilities must agree too
+            a, b = bundle(dict(data)), expected(dict(data))
+            assert a.keys() == b.keys()
+            for k in a:
+                if isinstance(a[k], torch.Tensor):
+                    assert a[k].dtype == torch.float32 and not isinstance(a[k], MetaTensor), (key, k)
+                    assert torch.equal(a[k], b[k]), (key, k)
+    assert _bundle_pipeline("unlabeled#preprocessing", stage_config) is None  # off unless semi-supervised

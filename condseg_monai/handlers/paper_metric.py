@@ -18,7 +18,7 @@ class PaperMetricHandler(IgniteMetricHandler):
 
     Usable as a key or additional metric of MONAI engines, e.g. in a bundle config::
 
-        "key_metric": {"val_miou": {"_target_": "condseg_monai.metrics.PaperMetricHandler",
+        "key_metric": {"val_miou": {"_target_": "condseg_monai.handlers.PaperMetricHandler",
                                      "metric_name": "iou",
                                      "output_transform": "$monai.handlers.from_engine(['pred', 'label'])"}}
 

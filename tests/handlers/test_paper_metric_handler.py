@@ -14,7 +14,8 @@ from monai.engines import SupervisedEvaluator
 from monai.handlers import MetricsSaver, from_engine
 from monai.transforms import Activationsd
 
-from condseg_monai.metrics import PAPER_METRIC_NAMES, PaperMetricHandler, binary_segmentation_metrics
+from condseg_monai.handlers import PaperMetricHandler
+from condseg_monai.metrics import PAPER_METRIC_NAMES, binary_segmentation_metrics
 
 
 def _data(n: int = 5) -> list[dict]:
@@ -78,7 +79,7 @@ def test_handler_from_bundle_config():
         "imports": ["$import monai"],
         "key_metric": {
             "val_miou": {
-                "_target_": "condseg_monai.metrics.PaperMetricHandler",
+                "_target_": "condseg_monai.handlers.PaperMetricHandler",
                 "metric_name": "iou",
                 "output_transform": "$monai.handlers.from_engine(['pred', 'label'])",
             }

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from condseg_monai.inference import DEFAULT_TTA_FLIPS, ConDSegInferer
+from condseg_monai.inferers import DEFAULT_TTA_FLIPS, ConDSegInferer
 from condseg_monai.networks import ConDSeg
 
 

@@ -79,9 +79,34 @@ class ConDSegInferer(Inferer):
             TypeError: when the network returns something other than a tensor.
         """
         meta_source = inputs if isinstance(inputs, MetaTensor) else None
+        passes = self.flip_passes(
+            meta_source.as_tensor() if meta_source is not None else inputs, network, *args, **kwargs
+        )
+        result = passes.mean(dim=0) if len(self.flips) > 1 else passes[0]
         if meta_source is not None:
-            inputs = meta_source.as_tensor()
-        total: torch.Tensor | None = None
+            result = MetaTensor(result)
+            result.copy_meta_from(meta_source)
+        return result
+
+    def flip_passes(
+        self, inputs: torch.Tensor, network: Callable[..., torch.Tensor], *args: Any, **kwargs: Any
+    ) -> torch.Tensor:
+        """The probabilities of every flip pass, each flipped back to the input's orientation, not yet averaged.
+
+        ``__call__`` averages them; their spread is the flip-TTA disagreement
+        (:func:`condseg_monai.inference.uncertainty_scores.flip_disagreement_score`).
+
+        Args:
+            inputs: ``(B, C_in, H, W)`` image batch (a plain tensor).
+            network: the model; extra ``args``/``kwargs`` are passed on to it.
+
+        Returns:
+            ``(T, *network output shape)`` with ``T = len(self.flips)`` in the order of ``self.flips``.
+
+        Raises:
+            TypeError: when the network returns something other than a tensor.
+        """
+        passes = []
         for dims in self.flips:
             x = torch.flip(inputs, dims) if dims else inputs
             out = network(x, *args, **kwargs)
@@ -92,11 +117,5 @@ class ConDSegInferer(Inferer):
                 )
             prob = self._activate(out)
             # input and output share the trailing (H, W) dims, so the same negative dims undo the flip
-            prob = torch.flip(prob, dims) if dims else prob
-            total = prob if total is None else total + prob
-        assert total is not None  # flips is non-empty
-        result = total / len(self.flips) if len(self.flips) > 1 else total
-        if meta_source is not None:
-            result = MetaTensor(result)
-            result.copy_meta_from(meta_source)
-        return result
+            passes.append(torch.flip(prob, dims) if dims else prob)
+        return torch.stack(passes)
