@@ -1,0 +1,198 @@
+# Copyright (c) condseg-monai contributors
+# Licensed under the Apache License, Version 2.0
+"""Per-image uncertainty scores for active learning (which unlabeled image should an annotator label next).
+
+Every score maps a batch of **probabilities** to one number per image, ``(B,)``, higher = more uncertain:
+
+- :func:`sid_uncertainty_score`: the mean of ConDSeg's SID uncertainty map ``sigmoid(M_uc)`` (needs the stacked
+  ``(B, 4, C, H, W)`` output of ``return_aux=True``, indexed with :class:`~condseg_monai.networks.ConDSegOutput`);
+- :func:`boundary_entropy_score`: the mean binary entropy of the mask probability in a band around the predicted
+  boundary (any sigmoid segmenter);
+- :func:`flip_disagreement_score`: how much the flip-TTA passes disagree (any model):
+  the per-pixel standard deviation over the passes, averaged over the image.
+
+:func:`uncertainty_scores` runs a network once per flip (with :meth:`ConDSegInferer.flip_passes
+<condseg_monai.inferers.ConDSegInferer.flip_passes>`) and returns all scores that apply to its output. The scores
+rank images of one model against each other; they are not calibrated error probabilities (``docs/monai_label.md``,
+"Active learning").
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from condseg_monai.inferers.condseg import DEFAULT_TTA_FLIPS, ConDSegInferer
+from condseg_monai.networks import ConDSegOutput
+
+__all__ = [
+    "SCORE_NAMES",
+    "binary_entropy",
+    "boundary_band",
+    "boundary_entropy_score",
+    "flip_disagreement_score",
+    "mask_probability",
+    "sid_uncertainty_score",
+    "uncertainty_scores",
+]
+
+# the keys of :func:`uncertainty_scores`, in a fixed order (the MONAI Label scoring task stores all of them)
+SCORE_NAMES: tuple[str, ...] = ("tta_disagreement", "boundary_entropy", "sid_uncertainty")
+
+
+def _is_stacked(prob: torch.Tensor) -> bool:
+    return prob.ndim == 5 and prob.shape[1] == len(ConDSegOutput)
+
+
+def mask_probability(prob: torch.Tensor) -> torch.Tensor:
+    """The mask map of a network's (activated) output.
+
+    Args:
+        prob: ``(B, C, H, W)`` mask probabilities, or ConDSeg's stacked ``(B, 4, C, H, W)`` output.
+
+    Returns:
+        ``(B, C, H, W)``: ``prob`` itself, or its :attr:`ConDSegOutput.MASK` map.
+
+    Raises:
+        ValueError: for any other shape.
+    """
+    if _is_stacked(prob):
+        return prob[:, ConDSegOutput.MASK]
+    if prob.ndim != 4:
+        raise ValueError(f"expected (B, C, H, W) or (B, {len(ConDSegOutput)}, C, H, W), got {tuple(prob.shape)}.")
+    return prob
+
+
+def sid_uncertainty_score(prob: torch.Tensor) -> torch.Tensor:
+    """Mean SID uncertainty probability per image.
+
+    Args:
+        prob: ConDSeg's stacked output after a sigmoid, ``(B, 4, C, H, W)`` (``return_aux=True``).
+
+    Returns:
+        ``(B,)`` in [0, 1]: the mean of the :attr:`ConDSegOutput.UNCERTAINTY` map over ``C, H, W``.
+
+    Raises:
+        ValueError: when ``prob`` is not a stacked ConDSeg output (other networks have no SID branch).
+    """
+    if not _is_stacked(prob):
+        raise ValueError(
+            f"the SID score needs ConDSeg's stacked (B, {len(ConDSegOutput)}, C, H, W) output (return_aux=True), "
+            f"got {tuple(prob.shape)}."
+        )
+    return prob[:, ConDSegOutput.UNCERTAINTY].flatten(1).mean(dim=1)
+
+
+def binary_entropy(prob: torch.Tensor) -> torch.Tensor:
+    """Binary entropy in bits, ``-(p log2 p + (1 - p) log2 (1 - p))``, element-wise.
+
+    Exactly 0 at ``p`` in {0, 1} and 1 at ``p = 0.5`` (``torch.special.entr`` defines ``0 log 0 = 0``).
+    """
+    return (torch.special.entr(prob) + torch.special.entr(1 - prob)) / math.log(2.0)
+
+
+def boundary_band(mask: torch.Tensor, radius: int = 2) -> torch.Tensor:
+    """Pixels within ``radius`` (chessboard distance) of the boundary of a binary mask, inside or outside.
+
+    The band is ``dilate(mask) & ~erode(mask)`` with a ``(2 radius + 1)`` square: a pixel is in it when its
+    neighbourhood holds both foreground and background. The image border is not a boundary.
+
+    Args:
+        mask: ``(B, C, H, W)`` boolean (or 0/1) mask.
+        radius: half-width of the band in pixels, >= 1.
+
+    Returns:
+        ``(B, C, H, W)`` boolean band; all False where the mask is empty or full.
+
+    Raises:
+        ValueError: ``radius < 1``.
+    """
+    if radius < 1:
+        raise ValueError(f"radius must be >= 1, got {radius}.")
+    m = mask.float()
+    k = 2 * radius + 1
+    # max_pool pads with -inf, so outside the image counts as neither foreground nor background
+    dilated = F.max_pool2d(m, k, stride=1, padding=radius) > 0.5
+    eroded = -F.max_pool2d(-m, k, stride=1, padding=radius) > 0.5
+    return dilated & ~eroded
+
+
+def boundary_entropy_score(prob: torch.Tensor, radius: int = 2, threshold: float = 0.5) -> torch.Tensor:
+    """Mean binary entropy of the mask probability near the predicted boundary, per image.
+
+    The predicted mask is ``prob >= threshold``; the band is :func:`boundary_band` of it. An image whose band is
+    empty (nothing or everything predicted) gets the mean entropy over all its pixels instead, so an image where
+    the model hesitates everywhere below the threshold still scores high.
+
+    Args:
+        prob: ``(B, C, H, W)`` mask probabilities, or ConDSeg's stacked output (its mask map is used).
+        radius: band half-width in pixels.
+        threshold: probability at which a pixel is predicted foreground.
+
+    Returns:
+        ``(B,)`` in [0, 1] (bits).
+    """
+    p = mask_probability(prob)
+    entropy = binary_entropy(p).flatten(1)
+    band = boundary_band(p >= threshold, radius).flatten(1).to(entropy.dtype)
+    in_band = band.sum(dim=1)
+    band_mean = (entropy * band).sum(dim=1) / in_band.clamp_min(1)
+    return torch.where(in_band > 0, band_mean, entropy.mean(dim=1))
+
+
+def flip_disagreement_score(passes: torch.Tensor) -> torch.Tensor:
+    """Disagreement of test-time-augmentation passes: the per-pixel standard deviation, averaged per image.
+
+    Args:
+        passes: ``(T, B, C, H, W)`` mask probabilities of ``T >= 2`` passes, each already mapped back to the input's
+            orientation (:meth:`ConDSegInferer.flip_passes`), or ``(T, B, 4, C, H, W)`` stacked ConDSeg passes
+            (their mask maps are used).
+
+    Returns:
+        ``(B,)`` in [0, 0.5]: 0 when every pass predicts the same probabilities (a flip-equivariant model).
+
+    Raises:
+        ValueError: fewer than two passes.
+    """
+    if passes.shape[0] < 2:
+        raise ValueError(f"need at least two passes to measure disagreement, got {passes.shape[0]}.")
+    mask = torch.stack([mask_probability(p) for p in passes])
+    return mask.std(dim=0, unbiased=False).flatten(1).mean(dim=1)
+
+
+def uncertainty_scores(
+    network: Callable[..., torch.Tensor],
+    inputs: torch.Tensor,
+    flips: Sequence[Sequence[int]] = DEFAULT_TTA_FLIPS,
+    radius: int = 2,
+    threshold: float = 0.5,
+) -> dict[str, torch.Tensor]:
+    """All scores that apply to ``network``'s output on ``inputs``, from one forward pass per flip.
+
+    ``boundary_entropy`` and ``sid_uncertainty`` are computed on the flip-averaged probabilities (what the
+    bundle's TTA inference predicts); ``sid_uncertainty`` is present only when the network returns ConDSeg's
+    stacked output (``return_aux=True``).
+
+    Args:
+        network: the model in eval mode, returning logits ``(B, C, H, W)`` or ``(B, 4, C, H, W)``.
+        inputs: ``(B, C_in, H, W)`` preprocessed images.
+        flips: the TTA flips (at least two, e.g. the full flip group :data:`DEFAULT_TTA_FLIPS`).
+        radius: band half-width for :func:`boundary_entropy_score`.
+        threshold: mask threshold for :func:`boundary_entropy_score`.
+
+    Returns:
+        ``{name: (B,) float tensor}`` with keys from :data:`SCORE_NAMES`, in that order.
+    """
+    with torch.no_grad():
+        passes = ConDSegInferer(tta=True, flips=flips).flip_passes(inputs, network)
+    mean = passes.mean(dim=0)
+    scores = {
+        "tta_disagreement": flip_disagreement_score(passes),
+        "boundary_entropy": boundary_entropy_score(mean, radius=radius, threshold=threshold),
+    }
+    if _is_stacked(mean):
+        scores["sid_uncertainty"] = sid_uncertainty_score(mean)
+    return scores

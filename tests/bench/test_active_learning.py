@@ -1,0 +1,140 @@
+# Copyright (c) condseg-monai contributors
+# Licensed under the Apache License, Version 2.0
+"""bench/active_learning.py: its statistics, its selection rules and a tiny run on a generated folder."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import active_learning as al
+import pytest
+
+from condseg_monai.data import generate_demo_dataset
+from condseg_monai.inference.uncertainty_scores import SCORE_NAMES
+
+# 15 generated images, 3 for validation: 12 training pairs, 2 labeled, a pool of 4, +1 per round
+TINY = ["--size", "32", "--initial-steps", "2", "--stage1-steps", "1", "--round-steps", "1", "--batch-size", "2"]
+TINY += ["--feature-size", "16", "--val-count", "3", "--initial", "2", "--per-round", "1", "--pool-size", "4"]
+
+
+def test_rank_averages_ties() -> None:
+    assert al.rank([3.0, 1.0, 2.0]) == [3.0, 1.0, 2.0]
+    assert al.rank([1.0, 2.0, 2.0, 3.0]) == [1.0, 2.5, 2.5, 4.0]
+    assert al.rank([5.0, 5.0, 5.0]) == [2.0, 2.0, 2.0]
+
+
+def test_spearman() -> None:
+    assert al.spearman([1, 2, 3, 4], [2, 4, 9, 100]) == pytest.approx(1.0)  # monotone, not linear
+    assert al.spearman([1, 2, 3, 4], [9, 7, 3, 1]) == pytest.approx(-1.0)
+    # ties: ranks (1, 2.5, 2.5, 4) against (1, 2, 3, 4): covariance 4.5, variances 4.5 and 5
+    assert al.spearman([1, 2, 2, 3], [1, 2, 3, 4]) == pytest.approx(3 / math.sqrt(10))
+    assert al.spearman([1, 1, 1], [1, 2, 3]) is None  # a constant score
+    assert al.spearman([1], [2]) is None
+    with pytest.raises(ValueError):
+        al.spearman([1, 2], [1, 2, 3])
+
+
+def test_auroc() -> None:
+    failed = [False, False, True, True]
+    assert al.auroc([0.1, 0.2, 0.8, 0.9], failed) == pytest.approx(1.0)
+    assert al.auroc([0.9, 0.8, 0.2, 0.1], failed) == pytest.approx(0.0)
+    assert al.auroc([0.5, 0.5, 0.5, 0.5], failed) == pytest.approx(0.5)  # ties count one half
+    assert al.auroc([0.1, 0.3, 0.2, 0.4], failed) == pytest.approx(0.75)  # 3 of 4 pairs ordered
+    assert al.auroc([0.1, 0.2], [False, False]) is None
+    assert al.auroc([0.1, 0.2], [True, True]) is None
+
+
+def test_selection() -> None:
+    scores = {10: 0.9, 11: 0.1, 12: 0.8, 13: 0.95, 14: 0.8}
+    assert al.select_uncertain(scores, labeled=set(), k=2) == [13, 10]
+    assert al.select_uncertain(scores, labeled={13}, k=3) == [10, 12, 14]  # never a labeled one; ties by id
+    with pytest.raises(ValueError):
+        al.select_uncertain(scores, labeled={10, 13}, k=4)
+
+    pool = al.pool_subset(list(range(2, 50)), 10, seed=0)
+    assert pool == al.pool_subset(list(range(2, 50)), 10, seed=0)  # the same pool for both arms and reruns
+    assert len(pool) == 10 and pool == sorted(pool) and set(pool) <= set(range(2, 50))
+    assert pool != al.pool_subset(list(range(2, 50)), 10, seed=1)
+    assert al.pool_subset([5, 3, 4], 0, seed=0) == [3, 4, 5] == al.pool_subset([5, 3, 4], 9, seed=0)
+
+    order = al.random_order(pool, label_seed=0, seed=0)
+    assert order == al.random_order(pool, label_seed=0, seed=0) and sorted(order) == pool
+    assert order != al.random_order(pool, label_seed=0, seed=1)
+    first = al.select_random(order, labeled=set(), k=3)
+    assert first == order[:3]
+    assert al.select_random(order, labeled=set(first), k=3) == order[3:6]
+    with pytest.raises(ValueError):
+        al.select_random(order, labeled=set(order[:8]), k=3)
+
+
+def test_tiny_run_has_both_arms_and_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path / "demo"
+    generate_demo_dataset(folder, num_train=10, num_val=3, num_test=2, image_size=(40, 48), seed=0)
+    out = tmp_path / "al"
+    args = ["--data", str(folder), "--out", str(out), *TINY]
+    assert al.main(args) == 0
+    saved = json.loads((out / "results.json").read_text())
+    runs = saved["runs"]
+    assert [(r["arm"], r["round"], r["labeled"]) for r in runs] == [
+        ("initial", 0, 2),
+        ("uncertainty", 1, 3),
+        ("random", 1, 3),
+        ("uncertainty", 2, 4),
+        ("random", 2, 4),
+        ("uncertainty", 3, 5),
+        ("random", 3, 5),
+    ]
+    initial, pool = runs[0]["labeled_ids"], runs[0]["pool"]
+    assert len(pool) == 4 and not set(pool) & set(initial)
+    for arm in al.ARMS:
+        mine = [r for r in runs if r["arm"] == arm]
+        labeled = set(initial)
+        for r in mine:
+            assert len(r["added"]) == 1 and not set(r["added"]) & labeled and set(r["added"]) <= set(pool)
+            labeled |= set(r["added"])
+            assert r["labeled_ids"] == sorted(labeled)
+    unc = [r for r in runs if r["arm"] == "uncertainty"]
+    for r in unc:  # the highest SID score among the candidates left
+        scores = {int(k): v for k, v in r["pool_scores"].items()}
+        assert r["added"] == [max(scores, key=scores.get)]
+    assert [len(r["pool_scores"]) for r in unc] == [4, 3, 2]
+    rnd = [r for r in runs if r["arm"] == "random"]
+    assert [i for r in rnd for i in r["added"]] == al.random_order(pool, 0, 0)[:3]
+    for r in runs:
+        failure = r["failure"]
+        assert failure["images"] == 3 and len(failure["dice"]) == 3
+        assert set(failure["scores"]) == set(SCORE_NAMES) == set(failure["stats"])
+        assert failure["failures"] == sum(d < 0.5 for d in failure["dice"])
+        assert math.isfinite(r["val"]["clean"]["iou"])
+    table = (out / "results.md").read_text()
+    assert "| uncertainty | 3 | 5 | 1 |" in table and "| random round 2 | 4 |" in table
+    assert "python bench/active_learning.py --data" in table and "sid_uncertainty AUROC" in table
+    states = sorted(p.name for p in (out / "states").iterdir())
+    assert len(states) == 7 and "seed0_initial.pt" in states
+
+    # a second invocation finds everything done: no training, the same results
+    monkeypatch.setattr(al, "train_condseg", lambda *a, **k: pytest.fail("initial model retrained"))
+    monkeypatch.setattr(al, "fine_tune", lambda *a, **k: pytest.fail("a round re-run"))
+    mtime = (out / "states" / "seed0_random_round3.pt").stat().st_mtime_ns
+    assert al.main(args) == 0
+    assert json.loads((out / "results.json").read_text())["runs"] == runs
+    assert (out / "states" / "seed0_random_round3.pt").stat().st_mtime_ns == mtime
+
+    # an interrupted run continues with the next round; the cached initial model is not trained again
+    monkeypatch.undo()
+    saved["runs"] = [r for r in runs if r["round"] < 2 or (r["arm"], r["round"]) == ("uncertainty", 2)]
+    saved["runs"] = [r for r in saved["runs"] if r["arm"] != "initial"] + [runs[0]]
+    (out / "results.json").write_text(json.dumps(saved))
+    tuned: list[str] = []
+    original = al.fine_tune
+    monkeypatch.setattr(al, "train_condseg", lambda *a, **k: pytest.fail("initial model retrained"))
+    monkeypatch.setattr(al, "fine_tune", lambda *a, **k: tuned.append(k["prefix"]) or original(*a, **k))
+    assert al.main(args) == 0
+    assert tuned == ["random round 2", "uncertainty round 3", "random round 3"]
+    again = json.loads((out / "results.json").read_text())["runs"]
+    assert [r["added"] for r in again if r["arm"] == "random"] == [r["added"] for r in rnd]
+
+    with pytest.raises(SystemExit):  # other settings must not be mixed into the same results file
+        al.main([*args, "--round-steps", "2"])

@@ -1,0 +1,139 @@
+# Copyright (c) condseg-monai contributors
+# Licensed under the Apache License, Version 2.0
+"""Per-image uncertainty scores (condseg_monai.inference.uncertainty_scores)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from condseg_monai.inference.uncertainty_scores import (
+    SCORE_NAMES,
+    binary_entropy,
+    boundary_band,
+    boundary_entropy_score,
+    flip_disagreement_score,
+    mask_probability,
+    sid_uncertainty_score,
+    uncertainty_scores,
+)
+from condseg_monai.networks import ConDSegOutput
+
+D = torch.float64
+
+
+def _stacked(mask: torch.Tensor, uncertainty: torch.Tensor) -> torch.Tensor:
+    """``(B, 4, C, H, W)`` with the given mask and uncertainty maps (fg/bg filled with 0.5)."""
+    maps = [torch.full_like(mask, 0.5) for _ in ConDSegOutput]
+    maps[ConDSegOutput.MASK] = mask
+    maps[ConDSegOutput.UNCERTAINTY] = uncertainty
+    return torch.stack(maps, dim=1)
+
+
+def test_binary_entropy_exact_values() -> None:
+    p = torch.tensor([0.0, 1.0, 0.5, 0.25], dtype=D)
+    h = binary_entropy(p)
+    expected = -(0.25 * math.log2(0.25) + 0.75 * math.log2(0.75))
+    torch.testing.assert_close(h, torch.tensor([0.0, 0.0, 1.0, expected], dtype=D))
+
+
+def test_sid_score_is_the_mean_of_the_uncertainty_map_not_of_the_mask() -> None:
+    mask = torch.ones(2, 1, 2, 2, dtype=D)
+    unc = torch.tensor([[[[0.0, 1.0], [0.5, 0.5]]], [[[0.1, 0.1], [0.1, 0.1]]]], dtype=D)
+    score = sid_uncertainty_score(_stacked(mask, unc))
+    torch.testing.assert_close(score, torch.tensor([0.5, 0.1], dtype=D))
+    with pytest.raises(ValueError, match="stacked"):
+        sid_uncertainty_score(mask)  # plain mask logits have no SID branch
+
+
+def test_mask_probability_takes_the_mask_of_a_stacked_output() -> None:
+    mask, unc = torch.rand(1, 1, 4, 4, dtype=D), torch.rand(1, 1, 4, 4, dtype=D)
+    assert torch.equal(mask_probability(_stacked(mask, unc)), mask)
+    assert torch.equal(mask_probability(mask), mask)
+    with pytest.raises(ValueError):
+        mask_probability(torch.rand(4, 4))
+
+
+def test_boundary_band_of_a_square() -> None:
+    mask = torch.zeros(1, 1, 7, 7, dtype=torch.bool)
+    mask[..., 2:5, 2:5] = True
+    band = boundary_band(mask, radius=1)[0, 0]
+    expected = torch.zeros(7, 7, dtype=torch.bool)
+    expected[1:6, 1:6] = True
+    expected[3, 3] = False  # the centre's 3x3 neighbourhood is all foreground
+    assert torch.equal(band, expected)
+    assert not boundary_band(torch.zeros(1, 1, 5, 5), radius=1).any()
+    assert not boundary_band(torch.ones(1, 1, 5, 5), radius=1).any(), "the image border is not a boundary"
+    with pytest.raises(ValueError):
+        boundary_band(mask, radius=0)
+
+
+def test_boundary_entropy_confident_scores_lower_than_uncertain() -> None:
+    base = torch.zeros(1, 1, 8, 8, dtype=D)
+    base[..., 2:6, 2:6] = 1.0
+    confident = base * 0.98 + 0.01  # 0.99 inside, 0.01 outside
+    hesitant = base * 0.2 + 0.4  # 0.6 inside, 0.4 outside: same mask, unsure everywhere
+    scores = boundary_entropy_score(torch.cat([confident, hesitant]), radius=1)
+    assert scores[0] < scores[1]
+    # every band pixel of `confident` has p in {0.01, 0.99}: the score is exactly their entropy
+    torch.testing.assert_close(scores[0], binary_entropy(torch.tensor(0.01, dtype=D)))
+    torch.testing.assert_close(scores[1], binary_entropy(torch.tensor(0.4, dtype=D)))
+
+
+def test_boundary_entropy_without_boundary_uses_the_whole_image() -> None:
+    prob = torch.full((1, 1, 4, 4), 0.25, dtype=D)  # nothing predicted (all below 0.5)
+    prob[..., 0, 0] = 0.0
+    expected = binary_entropy(torch.tensor(0.25, dtype=D)) * 15 / 16
+    torch.testing.assert_close(boundary_entropy_score(prob), expected.reshape(1))
+
+
+def test_flip_disagreement_exact_and_zero_for_agreeing_passes() -> None:
+    same = torch.rand(1, 2, 1, 3, 3, dtype=D).expand(4, -1, -1, -1, -1)
+    torch.testing.assert_close(flip_disagreement_score(same), torch.zeros(2, dtype=D))
+    passes = torch.tensor([0.0, 1.0], dtype=D).reshape(2, 1, 1, 1, 1).expand(2, 1, 1, 2, 2)
+    torch.testing.assert_close(flip_disagreement_score(passes), torch.tensor([0.5], dtype=D))
+    with pytest.raises(ValueError, match="two passes"):
+        flip_disagreement_score(passes[:1])
+
+
+class _Symmetric(torch.nn.Module):
+    """Flip-equivariant: the logit of each pixel depends on its value and the global mean only."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - x.mean(dim=(-2, -1), keepdim=True)).sum(dim=1, keepdim=True) * 3
+
+
+class _LeftBiased(torch.nn.Module):
+    """Not flip-equivariant: adds a left-to-right ramp to the logits."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        ramp = torch.linspace(-4, 4, x.shape[-1], dtype=x.dtype)
+        return x.sum(dim=1, keepdim=True) + ramp
+
+
+class _StackedNet(torch.nn.Module):
+    """Returns a ConDSeg-style stacked output with a constant uncertainty logit."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mask = x.sum(dim=1, keepdim=True)
+        unc = torch.zeros_like(mask)  # sigmoid(0) = 0.5
+        return _stacked(mask, unc)
+
+
+def test_uncertainty_scores_flip_equivariant_model_has_zero_disagreement() -> None:
+    x = torch.rand(2, 3, 8, 8, dtype=D)
+    scores = uncertainty_scores(_Symmetric(), x)
+    assert list(scores) == ["tta_disagreement", "boundary_entropy"], "no SID score for a plain network"
+    # the inferer computes in float32 (its sigmoid casts), so compare at that precision
+    torch.testing.assert_close(scores["tta_disagreement"], torch.zeros(2))
+    biased = uncertainty_scores(_LeftBiased(), x)["tta_disagreement"]
+    assert (biased > 0.05).all()
+    assert all(s.shape == (2,) for s in scores.values())
+
+
+def test_uncertainty_scores_reads_sid_from_a_stacked_output() -> None:
+    scores = uncertainty_scores(_StackedNet(), torch.rand(1, 3, 8, 8, dtype=D))
+    assert tuple(scores) == SCORE_NAMES
+    torch.testing.assert_close(scores["sid_uncertainty"], torch.tensor([0.5]))
