@@ -2,8 +2,12 @@
 # Licensed under the Apache License, Version 2.0
 """Side-by-side speed / memory / FLOPs benchmark of ConDSeg against MONAI 2D segmentation baselines.
 
-Models (all 3 input channels, 1 output channel of raw logits):
+Models (all 3 input channels, 1 output channel of raw logits, except the reference):
 
+- ``official``: the official ConDSeg layout, ``tests/networks/official_reference.py`` (an independent
+  re-implementation of the official code: literal unfold/fold CDFA, sigmoid outputs, auxiliary head always
+  computed, NCHW), trained with its own Stage-2 loss (``official_stage2_loss``: double sigmoid, batch-summed
+  beta, complementarity on probabilities); the yardstick of the side-by-side comparison;
 - ``condseg``: :class:`~condseg_monai.networks.ConDSeg` with its defaults (Stage 2, feature size 128), with
   activation checkpointing as the training config uses it (``use_checkpoint=True``, off with ``--no-checkpoint``;
   it only changes the training step);
@@ -53,7 +57,9 @@ from pathlib import Path
 
 import torch
 from speed import (  # bench/ is sys.path[0] when run as a script
+    ROOT,
     count_flops,
+    cpu_name,
     peak_memory_mb,
     report,
     run_worker_process,
@@ -63,12 +69,13 @@ from torch import nn
 
 __all__ = ["MEASUREMENTS", "MODELS", "build_model", "make_step", "matmul_peak", "main"]
 
-MODELS = ("condseg", "stage1", "unet", "attention_unet", "basic_unet", "segresnet")
+MODELS = ("official", "condseg", "stage1", "unet", "attention_unet", "basic_unet", "segresnet")
 # not in the default run: ConDSeg without activation checkpointing, to time the checkpointing's cost round-robin
 EXTRA_MODELS = ("condseg_plain",)
 MEASUREMENTS = ("infer_b1", "infer_b8", "train_b4")
 BATCH = {"infer_b1": 1, "infer_b8": 8, "train_b4": 4}
 LABELS = {
+    "official": "official ConDSeg layout (reference)",
     "condseg": "ConDSeg (Stage 2)",
     "condseg_plain": "ConDSeg (Stage 2), no checkpointing",
     "stage1": "ConDSegStage1",
@@ -87,6 +94,11 @@ def build_model(name: str, use_checkpoint: bool = True) -> nn.Module:
     """
     from monai.networks import nets
 
+    if name == "official":
+        sys.path.insert(0, str(ROOT / "tests" / "networks"))
+        from official_reference import OfficialConDSeg
+
+        return OfficialConDSeg()
     if name in ("condseg", "condseg_plain"):
         from condseg_monai.networks import ConDSeg
 
@@ -111,6 +123,11 @@ def _training_objective(name: str, model: nn.Module) -> tuple[Callable, nn.Modul
     """Return ``(forward, loss)`` of one training step: ``loss(forward(x).float(), y)``."""
     from condseg_monai.losses import ConDSegLoss, DiceBCELoss, Stage1Loss
 
+    if name == "official":
+        from official_reference import official_stage2_loss
+
+        # its 4 sigmoid maps, stacked like ours so that the step is written once; the official loss unstacks them
+        return (lambda x: torch.stack(model(x), dim=1)), (lambda pred, y: official_stage2_loss(pred.unbind(1), y))
     if name in ("condseg", "condseg_plain"):
         return model, ConDSegLoss()  # train-mode output (B, 4, 1, H, W): mask, fg, bg, uncertainty
     if name == "stage1":
@@ -207,16 +224,6 @@ def matmul_peak(device: torch.device, n: int, dtype: torch.dtype = torch.float32
     return {"n": n, "dtype": str(dtype), "best_gflops": best, "median_gflops": median}
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _to_device(model: nn.Module, device: torch.device, channels_last: bool) -> nn.Module:
     return model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
 
@@ -241,7 +248,7 @@ def _measure_memory(args: argparse.Namespace, name: str) -> dict:
     cmd += ["--channels-last"] if args.channels_last else []
     cmd += ["--no-checkpoint"] if args.no_checkpoint else []
     memory = {}
-    for measurement in ("baseline", *MEASUREMENTS):
+    for measurement in ("baseline", *args.measurements):
         result = run_worker_process([*cmd, "--worker", measurement], f"memory measurement {measurement} of {name}")
         memory[measurement] = result["peak_mb"]
     return memory
@@ -258,6 +265,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--no-checkpoint", action="store_true", help="ConDSeg without activation checkpointing")
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch default)")
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS + EXTRA_MODELS)
+    parser.add_argument(
+        "--measurements", nargs="+", default=list(MEASUREMENTS), choices=MEASUREMENTS, help="what to time"
+    )
     parser.add_argument("--skip-memory", action="store_true", help="skip the peak-memory subprocesses")
     parser.add_argument("--out", type=Path, default=None, help="write all results as JSON")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
@@ -278,11 +288,12 @@ def main(argv: list[str] | None = None) -> dict:
     amp = AMP_DTYPES.get(args.amp)
     info: dict = {
         "device": args.device,
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name(),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
         "size": args.size,
         "repeats": args.repeats,
         "warmup": args.warmup,
         "amp": args.amp,
+        "measurements": args.measurements,
         "channels_last": args.channels_last,
         "condseg_use_checkpoint": not args.no_checkpoint,
         "threads": torch.get_num_threads(),
@@ -304,17 +315,17 @@ def main(argv: list[str] | None = None) -> dict:
         info["models"][name] = {
             "parameters": sum(p.numel() for p in model.parameters()),
             "gflops_inference_b1": count_flops(model, args.size, train=False),  # float32, CPU
-            "seconds": {m: [] for m in MEASUREMENTS},
+            "seconds": {m: [] for m in args.measurements},
         }
         model = _to_device(model, device, args.channels_last)
-        for measurement in MEASUREMENTS:
+        for measurement in args.measurements:
             steps[name, measurement] = make_step(name, model, measurement, args.size, device, amp, args.channels_last)
 
     for r in range(args.warmup + args.repeats):
         order = args.models[r % len(args.models) :] + args.models[: r % len(args.models)]
         t0 = time.perf_counter()
         for name in order:
-            for measurement in MEASUREMENTS:
+            for measurement in args.measurements:
                 seconds = _timed(steps[name, measurement], device)
                 if r >= args.warmup:
                     info["models"][name]["seconds"][measurement].append(seconds)
@@ -328,9 +339,11 @@ def main(argv: list[str] | None = None) -> dict:
     for res in info["models"].values():
         med = {m: statistics.median(v) for m, v in res["seconds"].items()}
         res["median_seconds"] = med
-        res["images_per_second_b8"] = BATCH["infer_b8"] / med["infer_b8"]
-        res["peak_fraction_b1"] = res["gflops_inference_b1"] / med["infer_b1"] / peak
-        res["peak_fraction_b8"] = res["gflops_inference_b1"] * res["images_per_second_b8"] / peak
+        if "infer_b1" in med:
+            res["peak_fraction_b1"] = res["gflops_inference_b1"] / med["infer_b1"] / peak
+        if "infer_b8" in med:
+            res["images_per_second_b8"] = BATCH["infer_b8"] / med["infer_b8"]
+            res["peak_fraction_b8"] = res["gflops_inference_b1"] * res["images_per_second_b8"] / peak
     if not args.skip_memory:
         for name in args.models:
             info["models"][name]["peak_memory_mb"] = _measure_memory(args, name)
@@ -340,11 +353,16 @@ def main(argv: list[str] | None = None) -> dict:
     return info
 
 
+def _cell(value: float | None, fmt: str) -> str:
+    return "–" if value is None else format(value, fmt)
+
+
 def format_tables(info: dict) -> str:
-    """Markdown tables (speed, then memory when measured) of a :func:`main` result."""
+    """Markdown tables (speed, then memory when measured, then ours against the official layout) of :func:`main`."""
     precision = info["amp"] or "float32"
     args_label = precision + (", channels_last" if info["channels_last"] else "")
     head = f"{info['size']}x{info['size']}, {info['device']} ({info['device_name']}), {info['threads']} threads"
+    measured = info.get("measurements", list(MEASUREMENTS))
     rows = [
         f"| model ({head}, {args_label}) | parameters | GFLOPs / image | inference b1: ms "
         f"| inference b8: images/s | training step b4: s | inference % of {precision} matmul peak (b1 / b8) |",
@@ -352,26 +370,47 @@ def format_tables(info: dict) -> str:
     ]
     for name, res in info["models"].items():
         med = res["median_seconds"]
+        b1 = med.get("infer_b1")
+        fractions = [res.get("peak_fraction_b1"), res.get("peak_fraction_b8")]
         rows.append(
             f"| {LABELS[name]} | {res['parameters'] / 1e6:.2f} M | {res['gflops_inference_b1']:.1f} "
-            f"| {med['infer_b1'] * 1e3:.0f} | {res['images_per_second_b8']:.2f} | {med['train_b4']:.2f} "
-            f"| {100 * res['peak_fraction_b1']:.0f}% / {100 * res['peak_fraction_b8']:.0f}% |"
+            f"| {_cell(None if b1 is None else b1 * 1e3, '.0f')} | {_cell(res.get('images_per_second_b8'), '.2f')} "
+            f"| {_cell(med.get('train_b4'), '.2f')} "
+            f"| {' / '.join(_cell(None if f is None else 100 * f, '.0f') + '%' for f in fractions)} |"
         )
     rows.append(
         f"\nMatmul peak ({info['matmul_before']['n']}^2 {precision}, best of 10): {info['matmul_peak_gflops']:.0f} "
         f"GFLOP/s (before {info['matmul_before']['best_gflops']:.0f}, after {info['matmul_after']['best_gflops']:.0f})."
     )
-    if all("peak_memory_mb" in res for res in info["models"].values()):
+    with_memory = all("peak_memory_mb" in res for res in info["models"].values())
+    if with_memory:
         kind = "torch.cuda.max_memory_allocated" if info["device"] == "cuda" else "peak RSS"
+        columns = {"infer_b1": "inference b1", "infer_b8": "inference b8", "train_b4": "training step b4"}
         rows += [
-            f"\n| model ({kind}, GB, fresh process per cell) | model only | inference b1 | inference b8 "
-            "| training step b4 |",
-            "|---|---|---|---|---|",
+            f"\n| model ({kind}, GB, fresh process per cell) | model only | "
+            + " | ".join(columns[m] for m in measured)
+            + " |",
+            "|---|---|" + "---|" * len(measured),
         ]
         for name, res in info["models"].items():
             mem = res["peak_memory_mb"]
-            cells = " | ".join(f"{mem[m] / 1024:.2f}" for m in ("baseline", *MEASUREMENTS))
+            cells = " | ".join(f"{mem[m] / 1024:.2f}" for m in ("baseline", *measured))
             rows.append(f"| {LABELS[name]} | {cells} |")
+    models = info["models"]
+    if "official" in models and "condseg" in models:
+        # side by side: how much faster (time ratio official / ours) and how much memory (ours / official)
+        ours, official = models["condseg"], models["official"]
+        rows += [
+            "\n| ConDSeg against the official layout | official | ours | speed-up (official / ours) |",
+            "|---|---|---|---|",
+        ]
+        for m in measured:
+            a, b = official["median_seconds"][m], ours["median_seconds"][m]
+            rows.append(f"| {m}: s per step | {a:.2f} | {b:.2f} | {a / b:.2f}x |")
+        if with_memory:
+            for m in measured:
+                a, b = official["peak_memory_mb"][m] / 1024, ours["peak_memory_mb"][m] / 1024
+                rows.append(f"| {m}: peak memory, GB | {a:.2f} | {b:.2f} | ours {b / a:.2f}x of official |")
     return "\n".join(rows)
 
 

@@ -224,6 +224,17 @@ def run_worker_process(cmd: list[str], what: str) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def cpu_name() -> str:
+    """The CPU model name (``/proc/cpuinfo``), else what ``platform`` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def report(table: str, info: dict, out: Path | None) -> None:
     """Print the markdown ``table`` and, when ``out`` is given, write ``info`` there as JSON."""
     print(table)

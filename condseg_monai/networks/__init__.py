@@ -16,6 +16,7 @@ from condseg_monai.networks.blocks import (
     SizeAwareDecoderBlock,
     SpatialAttention,
     outlook_aggregate,
+    outlook_attention,
 )
 from condseg_monai.networks.encoder import ResNet50Encoder, load_pretrained_resnet50
 from condseg_monai.networks.handover import load_stage1_encoder
@@ -42,4 +43,5 @@ __all__ = [
     "load_pretrained_resnet50",
     "load_stage1_encoder",
     "outlook_aggregate",
+    "outlook_attention",
 ]

@@ -132,3 +132,13 @@ def test_device_accepts_a_torch_device() -> None:
 def test_docs_list_every_setting() -> None:
     text = (REPO / "docs" / "training.md").read_text()
     assert [name for name in FIELDS if f"`{name}`" not in text] == []
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_network_memory_format_follows_channels_last(tmp_path: Path, channels_last: bool) -> None:
+    import torch
+
+    network = _resolved([TRAIN_JSON], ["network"], output_dir=str(tmp_path), channels_last=channels_last)["network"]
+    conv = network.encoder.conv1.weight  # (64, 3, 7, 7): the two formats differ for it
+    assert conv.is_contiguous(memory_format=torch.channels_last) == channels_last
+    assert conv.is_contiguous() != channels_last

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["OfficialConDSeg", "OfficialConDSegStage1", "outlook_unfold_fold"]
+__all__ = ["OfficialConDSeg", "OfficialConDSegStage1", "official_stage2_loss", "outlook_unfold_fold"]
 
 
 def _upsample(scale: int) -> nn.Upsample:
@@ -280,3 +280,31 @@ class OfficialConDSegStage1(_Backbone):
 
     def forward(self, bgr: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(bgr))
+
+
+def _official_dice_bce(p: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """The official DiceBCE on model *probabilities*: it applies its own sigmoid again (the double sigmoid)."""
+    s = torch.sigmoid(p)
+    dice = 1.0 - (2.0 * (s * t).sum() + 1.0) / (s.sum() + t.sum() + 1.0)
+    return F.binary_cross_entropy(s, t) + dice
+
+
+def official_stage2_loss(outputs: tuple[torch.Tensor, ...], y: torch.Tensor) -> torch.Tensor:
+    """The official Stage-2 training loss of :class:`OfficialConDSeg`'s ``(mask, fg, bg, uc)`` probabilities.
+
+    ``DiceBCE(M, y) + b1 * DiceBCE(M_fg, y) + b2 * DiceBCE(M_bg, 1 - y) + L_compl`` with
+    ``b = 1 / (tanh(sum(M) / (H * W)) + 1e-15)`` summed over the batch and not detached, and ``L_compl`` the mean
+    pairwise product of the softmax over the three stacked probabilities (used by the side-by-side benchmark).
+    """
+    mask, fg, bg, uc = outputs
+    hw = y.shape[-2] * y.shape[-1]
+    beta_fg = 1.0 / (torch.tanh(fg.sum() / hw) + 1e-15)
+    beta_bg = 1.0 / (torch.tanh(bg.sum() / hw) + 1e-15)
+    p = torch.softmax(torch.stack([fg, bg, uc], dim=0), dim=0)
+    compl = (p[0] * p[1] + p[0] * p[2] + p[1] * p[2]).mean()
+    return (
+        _official_dice_bce(mask, y)
+        + beta_fg * _official_dice_bce(fg, y)
+        + beta_bg * _official_dice_bce(bg, 1.0 - y)
+        + compl
+    )

@@ -21,6 +21,7 @@ from condseg_monai.networks.blocks import (
     SizeAwareDecoderBlock,
     SpatialAttention,
     outlook_aggregate,
+    outlook_attention,
 )
 
 
@@ -52,6 +53,50 @@ def test_outlook_aggregate_gradients_match_reference():
     g_ref = torch.autograd.grad((ref * weight).sum(), (value, logits))
     for a, b in zip(g_fast, g_ref, strict=True):
         torch.testing.assert_close(a, b)
+
+
+def _literal_outlook_attention(value, guide, weight, bias, k, scale):
+    """Linear -> scale -> softmax -> unfold/fold, step by step, for value ``(B, heads, d, H, W)``."""
+    b, heads, d, h, w = value.shape
+    logits = torch.einsum("oc,bchw->bohw", weight, guide) + bias[:, None, None]
+    attn = (logits.reshape(b, heads, k * k, k * k, h * w) * scale).softmax(dim=3).permute(0, 1, 4, 2, 3)
+    return outlook_unfold_fold(value.reshape(b, heads * d, h, w), attn, k).reshape(b, heads, d, h, w)
+
+
+@pytest.mark.parametrize("kernel_size", [1, 3])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_outlook_attention_values_and_gradients_match_the_literal_steps(kernel_size, channels_last):
+    torch.manual_seed(0)
+    kk, heads, d, c = kernel_size**2, 2, 3, 5
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    value = torch.randn(2, heads, d, 6, 7, dtype=torch.float64, requires_grad=True)
+    guide = torch.randn(2, c, 6, 7, dtype=torch.float64).contiguous(memory_format=fmt).requires_grad_()
+    weight = torch.randn(heads * kk * kk, c, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(heads * kk * kk, dtype=torch.float64, requires_grad=True)
+    inputs = (value, guide, weight, bias)
+    out = outlook_attention(*inputs, kernel_size, 0.7)
+    ref = _literal_outlook_attention(*inputs, kernel_size, 0.7)
+    torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
+    grad_out = torch.randn_like(out)
+    fast = torch.autograd.grad(out, inputs, grad_out)
+    slow = torch.autograd.grad(ref, inputs, grad_out)
+    for name, a, b in zip(("value", "guide", "weight", "bias"), fast, slow, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10, msg=name)
+    with torch.no_grad():  # the no-grad path (inference, scripting) gives the same values
+        torch.testing.assert_close(outlook_attention(*inputs, kernel_size, 0.7), ref, rtol=1e-12, atol=1e-12)
+
+
+def test_outlook_attention_keeps_only_value_and_guide_for_backward():
+    torch.manual_seed(0)
+    value = torch.randn(1, 4, 8, 16, 16, requires_grad=True)
+    guide = torch.randn(1, 32, 16, 16, requires_grad=True)
+    weight, bias = torch.randn(4 * 81, 32, requires_grad=True), torch.randn(4 * 81, requires_grad=True)
+    kept: list[torch.Tensor] = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: kept.append(t) or t, lambda t: t):
+        outlook_attention(value, guide, weight, bias, 3, 0.5)
+    # the inputs themselves (no new memory): not the (1, 4, 9, 9, 16, 16) attention, its 81 translated slots or
+    # the padded values that the separate steps keep
+    assert {t.data_ptr() for t in kept} == {t.data_ptr() for t in (value, guide, weight, bias)}
 
 
 def test_cdfa_matches_literal_reference_module():

@@ -5,7 +5,12 @@
 from __future__ import annotations
 
 from condseg_monai.networks.blocks.attention import ChannelAttention, SpatialAttention
-from condseg_monai.networks.blocks.cdfa import CDFAPreprocess, ContrastDrivenFeatureAggregation, outlook_aggregate
+from condseg_monai.networks.blocks.cdfa import (
+    CDFAPreprocess,
+    ContrastDrivenFeatureAggregation,
+    outlook_aggregate,
+    outlook_attention,
+)
 from condseg_monai.networks.blocks.conv import ConvBNAct
 from condseg_monai.networks.blocks.decoder import FusionHead, SizeAwareDecoderBlock
 from condseg_monai.networks.blocks.decoupling import AuxiliaryHead, SemanticInformationDecoupling
@@ -23,4 +28,5 @@ __all__ = [
     "SizeAwareDecoderBlock",
     "SpatialAttention",
     "outlook_aggregate",
+    "outlook_attention",
 ]

@@ -69,13 +69,6 @@ class FusionHead(nn.Module):
         self.c2 = ConvBNAct(channels, channels // 2, 1)
         self.c3 = nn.Conv2d(channels // 2, out_channels, kernel_size=1, bias=True)
 
-    def fuse_inputs(self, x_s: torch.Tensor, x_m: torch.Tensor, x_l: torch.Tensor) -> torch.Tensor:
-        """``CBR3(cat[x_s, up2(x_m), up4(x_l)])`` at the resolution of ``x_s``."""
-        return self.fuse(torch.cat([x_s, upsample(x_m, 2.0), upsample(x_l, 4.0)], dim=1))
-
-    def full_resolution(self, x: torch.Tensor) -> torch.Tensor:
-        """``up2`` and the full-resolution layers: the memory-heavy part, which ConDSeg may checkpoint."""
-        return self.c3(self.c2(self.c1(upsample(x, 2.0))))
-
     def forward(self, x_s: torch.Tensor, x_m: torch.Tensor, x_l: torch.Tensor) -> torch.Tensor:
-        return self.full_resolution(self.fuse_inputs(x_s, x_m, x_l))
+        x = self.fuse(torch.cat([x_s, upsample(x_m, 2.0), upsample(x_l, 4.0)], dim=1))
+        return self.c3(self.c2(self.c1(upsample(x, 2.0))))

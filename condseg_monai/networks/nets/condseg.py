@@ -15,10 +15,30 @@ from condseg_monai.networks.blocks.decoder import FusionHead, SizeAwareDecoderBl
 from condseg_monai.networks.blocks.decoupling import AuxiliaryHead, SemanticInformationDecoupling
 from condseg_monai.networks.blocks.dilated import DilatedConvBlock
 from condseg_monai.networks.blocks.upsample import upsample
-from condseg_monai.networks.checkpointing import checkpoint_module
+from condseg_monai.networks.checkpointing import checkpointed_blocks
 from condseg_monai.networks.encoder import ResNet50Encoder, check_input_size
 
-__all__ = ["ConDSeg", "ConDSegOutput"]
+__all__ = ["CHECKPOINTED_BLOCKS", "ConDSeg", "ConDSegOutput"]
+
+# The blocks that ``use_checkpoint`` checkpoints (selectively: their k x k convolution outputs are kept), chosen by
+# memory saved per second of recomputation (docs/benchmarks.md): the encoder, SID, the high-resolution dilated,
+# guide and decoder blocks, the fusion head and the three auxiliary branches. cdfa1, cdfa2 and decoder_small are
+# left out: their recomputation (attention, gates, residual sums) costs 0.15-0.9 s per step at 256x256, batch 4.
+CHECKPOINTED_BLOCKS = (
+    "encoder",
+    "dconv1",
+    "dconv2",
+    "sid",
+    "preprocess_fg1",
+    "preprocess_bg1",
+    "preprocess_fg2",
+    "preprocess_bg2",
+    "decoder_middle",
+    "output_block",
+    "aux_head.fg",
+    "aux_head.bg",
+    "aux_head.uc",
+)
 
 
 class ConDSegOutput(IntEnum):
@@ -60,11 +80,12 @@ class ConDSeg(nn.Module):
             (e.g. ``resnet50-19c8e357.pth``) loaded into the encoder; ``None`` keeps a random init.
         return_aux: also return the auxiliary maps in eval mode (e.g. to read the uncertainty map). A plain bool
             attribute that may be toggled after construction.
-        use_checkpoint: activation checkpointing in training of the memory-heavy high-resolution layers (the three
-            auxiliary-head branches, the fusion head after its upsampling and ``cdfa1``): their activations are
-            recomputed in backward instead of kept. At 256x256, batch 4 this lowers the training peak memory by
-            about 1.5 GB for a few percent more time (docs/benchmarks.md). Outputs, gradients and BatchNorm
-            statistics are unchanged. No effect in eval mode or without gradients. A plain bool attribute.
+        use_checkpoint: selective activation checkpointing in training of the blocks in
+            :data:`CHECKPOINTED_BLOCKS` (:func:`~condseg_monai.networks.checkpointing.checkpoint_module`): only their
+            k x k convolution outputs are kept for backward, the cheap memory-bound layers are recomputed from them.
+            At 256x256, batch 4 this lowers the training peak memory by about 1.7 GB (4.9 -> 3.25 GB) for about
+            1 s more per step (docs/benchmarks.md). Outputs, gradients and BatchNorm statistics are unchanged. No
+            effect in eval mode or without gradients. A plain bool attribute.
 
     Raises:
         ValueError: ``spatial_dims != 2``, bad widths, or (in ``forward``) H or W not a multiple of 16.
@@ -150,6 +171,11 @@ class ConDSeg(nn.Module):
         """
         if not torch.jit.is_tracing():  # a traced graph is specialised to the traced shape anyway
             check_input_size(x, "ConDSeg")
+        if self.use_checkpoint and self.training and torch.is_grad_enabled() and not torch.jit.is_scripting():
+            return self._checkpointed_forward(x)
+        return self._forward(x)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
         f1, f2, f3, f4 = self.encoder(x)
         e1, e2, e3, e4 = self.dconv1(f1), self.dconv2(f2), self.dconv3(f3), self.dconv4(f4)
 
@@ -158,39 +184,22 @@ class ConDSeg(nn.Module):
         out4 = self.cdfa4(e4, self.preprocess_fg4(f_fg), self.preprocess_bg4(f_bg))
         out3 = self.cdfa3(torch.cat([e3, upsample(out4)], dim=1), self.preprocess_fg3(f_fg), self.preprocess_bg3(f_bg))
         out2 = self.cdfa2(torch.cat([e2, upsample(out3)], dim=1), self.preprocess_fg2(f_fg), self.preprocess_bg2(f_bg))
-        checkpointed = self.use_checkpoint and self.training and torch.is_grad_enabled()
-        x1, g_fg1, g_bg1 = torch.cat([e1, upsample(out2)], dim=1), self.preprocess_fg1(f_fg), self.preprocess_bg1(f_bg)
-        out1 = self._checkpointed_cdfa1(x1, g_fg1, g_bg1) if checkpointed else self.cdfa1(x1, g_fg1, g_bg1)
+        out1 = self.cdfa1(torch.cat([e1, upsample(out2)], dim=1), self.preprocess_fg1(f_fg), self.preprocess_bg1(f_bg))
 
         d_s = self.decoder_small(out2, out1)
         d_m = self.decoder_middle(out3, out2)
         d_l = self.decoder_large(out4, out3)
-        mask = self._checkpointed_fusion(d_s, d_m, d_l) if checkpointed else self.output_block(d_s, d_m, d_l)
+        mask = self.output_block(d_s, d_m, d_l)
 
         if self.training or self.return_aux:
-            if checkpointed:
-                return torch.cat([mask.unsqueeze(1), self._checkpointed_aux(f_fg, f_bg, f_uc)], dim=1)
             m_fg, m_bg, m_uc = self.aux_head(f_fg, f_bg, f_uc)
             return torch.stack([mask, m_fg, m_bg, m_uc], dim=1)
         return mask
 
-    # TorchScript skips these (training-only) helpers; they are left unannotated because TorchScript cannot read
-    # the string annotations of this module for unused methods (arguments and result are tensors).
+    # TorchScript skips this (training-only) helper; it is left unannotated because TorchScript cannot read the
+    # string annotations of this module for unused methods (argument and result are tensors).
     @torch.jit.unused
-    def _checkpointed_cdfa1(self, x, g_fg, g_bg):
-        """The highest-resolution CDFA (1/2 of the input size, the largest attention maps), checkpointed."""
-        return checkpoint_module(self.cdfa1, x, g_fg, g_bg)
-
-    @torch.jit.unused
-    def _checkpointed_fusion(self, d_s, d_m, d_l):
-        """The fusion head with its full-resolution part checkpointed: ``(B, out_channels, H, W)``."""
-        head = self.output_block
-        return checkpoint_module(head, head.fuse_inputs(d_s, d_m, d_l), function=head.full_resolution)
-
-    @torch.jit.unused
-    def _checkpointed_aux(self, f_fg, f_bg, f_uc):
-        """The auxiliary maps, one checkpoint per branch (backward recomputes one branch at a time):
-        ``(B, 3, out_channels, H, W)`` stacked fg, bg, uncertainty."""
-        aux = self.aux_head
-        maps = [checkpoint_module(aux.fg, f_fg), checkpoint_module(aux.bg, f_bg), checkpoint_module(aux.uc, f_uc)]
-        return torch.stack(maps, dim=1)
+    def _checkpointed_forward(self, x):
+        """The forward with each block of :data:`CHECKPOINTED_BLOCKS` under selective activation checkpointing."""
+        with checkpointed_blocks([self.get_submodule(name) for name in CHECKPOINTED_BLOCKS]):
+            return self._forward(x)

@@ -1,0 +1,43 @@
+# Copyright (c) condseg-monai contributors
+# Licensed under the Apache License, Version 2.0
+"""bench/compare.py: the side-by-side training step of ours against the official layout, on tiny inputs."""
+
+from __future__ import annotations
+
+import compare
+import torch
+
+
+def test_official_objective_is_the_official_loss_on_its_probabilities() -> None:
+    torch.manual_seed(0)
+    model = compare.build_model("official")  # puts tests/networks on sys.path
+    from official_reference import official_stage2_loss
+
+    forward, loss_fn = compare._training_objective("official", model)
+    x, y = torch.rand(2, 3, 32, 32), (torch.rand(2, 1, 32, 32) > 0.5).float()
+    model.train()
+    pred = forward(x)
+    assert pred.shape == (2, 4, 1, 32, 32) and pred.min() >= 0 and pred.max() <= 1  # sigmoid maps, stacked
+    loss = loss_fn(pred, y)
+    assert torch.equal(loss, official_stage2_loss(pred.unbind(1), y))
+    # the double sigmoid keeps each DiceBCE above its floor (BCE >= 0.31, Dice term > 0), so the sum is > 0.6
+    assert 0.6 < loss.item() < 10
+    loss.backward()
+    assert all(p.grad is not None for p in model.decouple_layer.parameters())  # the aux terms reach SID
+
+
+def test_side_by_side_table(tmp_path) -> None:
+    out = tmp_path / "compare.json"
+    args = ["--size", "32", "--repeats", "2", "--warmup", "0", "--threads", "1", "--skip-memory"]
+    info = compare.main([*args, "--models", "official", "condseg", "--measurements", "train_b4", "--out", str(out)])
+    for name in ("official", "condseg"):
+        seconds = info["models"][name]["seconds"]
+        assert list(seconds) == ["train_b4"] and len(seconds["train_b4"]) == 2 and min(seconds["train_b4"]) > 0
+    assert info["models"]["official"]["parameters"] == info["models"]["condseg"]["parameters"] == 45_552_786
+    table = compare.format_tables(info)
+    ratio = (
+        info["models"]["official"]["median_seconds"]["train_b4"]
+        / info["models"]["condseg"]["median_seconds"]["train_b4"]
+    )
+    assert "| train_b4: s per step |" in table and f"{ratio:.2f}x |" in table
+    assert out.is_file()
