@@ -8,9 +8,9 @@ Models (all 3 input channels, 1 output channel of raw logits, except the referen
   re-implementation of the official code: literal unfold/fold CDFA, sigmoid outputs, auxiliary head always
   computed, NCHW), trained with its own Stage-2 loss (``official_stage2_loss``: double sigmoid, batch-summed
   beta, complementarity on probabilities); the yardstick of the side-by-side comparison;
-- ``condseg``: :class:`~condseg_monai.networks.ConDSeg` with its defaults (Stage 2, feature size 128), with
-  activation checkpointing as the training config uses it (``use_checkpoint=True``, off with ``--no-checkpoint``;
-  it only changes the training step);
+- ``condseg``: :class:`~condseg_monai.networks.ConDSeg` with its defaults (Stage 2, feature size 128), as
+  ``bundle/configs/train.json`` runs it: channels-last memory format and selective activation checkpointing
+  (``use_checkpoint=True``, off with ``--no-checkpoint``; it only changes the training step);
 - ``stage1``: :class:`~condseg_monai.networks.ConDSegStage1` (ResNet-50 encoder + Stage-1 head);
 - ``unet``: ``monai.networks.nets.UNet(channels=(32, 64, 128, 256, 512), strides=(2, 2, 2, 2), num_res_units=2)``;
 - ``attention_unet``: ``AttentionUnet(channels=(32, 64, 128, 256, 512), strides=(2, 2, 2, 2))``;
@@ -85,6 +85,8 @@ LABELS = {
     "segresnet": "MONAI SegResNet",
 }
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+# run in channels_last without --channels-last, as the bundle's training does (train.json `channels_last`)
+CHANNELS_LAST_MODELS = ("condseg", "condseg_plain", "stage1")
 
 
 def build_model(name: str, use_checkpoint: bool = True) -> nn.Module:
@@ -224,7 +226,10 @@ def matmul_peak(device: torch.device, n: int, dtype: torch.dtype = torch.float32
     return {"n": n, "dtype": str(dtype), "best_gflops": best, "median_gflops": median}
 
 
-def _to_device(model: nn.Module, device: torch.device, channels_last: bool) -> nn.Module:
+def _to_device(model: nn.Module, name: str, device: torch.device, channels_last: bool) -> nn.Module:
+    """The model on ``device``; ConDSeg in channels_last as ``bundle/configs/train.json`` runs it, the others only
+    with ``--channels-last``."""
+    channels_last = channels_last or name in CHANNELS_LAST_MODELS
     return model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
 
 
@@ -232,7 +237,7 @@ def run_memory_worker(args: argparse.Namespace) -> dict:
     """Child process: build one model, run ONE iteration of one measurement, return the process's peak memory."""
     device = torch.device(args.device)
     torch.manual_seed(0)
-    model = _to_device(build_model(args.models[0], not args.no_checkpoint), device, args.channels_last)
+    model = _to_device(build_model(args.models[0], not args.no_checkpoint), args.models[0], device, args.channels_last)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     if args.worker != "baseline":
@@ -317,7 +322,7 @@ def main(argv: list[str] | None = None) -> dict:
             "gflops_inference_b1": count_flops(model, args.size, train=False),  # float32, CPU
             "seconds": {m: [] for m in args.measurements},
         }
-        model = _to_device(model, device, args.channels_last)
+        model = _to_device(model, name, device, args.channels_last)
         for measurement in args.measurements:
             steps[name, measurement] = make_step(name, model, measurement, args.size, device, amp, args.channels_last)
 
