@@ -123,6 +123,8 @@ def outlook_attention(
         Aggregated values, shape ``(B, heads, head_dim, H, W)``.
     """
     needs_grad = value.requires_grad or guide.requires_grad or weight.requires_grad
+    if bias is not None:
+        needs_grad = needs_grad or bias.requires_grad
     if not torch.jit.is_scripting() and torch.is_grad_enabled() and needs_grad:
         return _OutlookAttention.apply(value, guide, weight, bias, kernel_size, scale)
     return outlook_aggregate(value, _attention(value, guide, weight, bias, kernel_size, scale), kernel_size)
