@@ -12,7 +12,7 @@ help:
 	@echo "make test   - ruff + pytest (creates $(VENV) if missing)"
 	@echo "make bench  - speed / memory: ConDSeg against MONAI baselines (bench/compare.py, ~9 min; tables in docs/benchmarks.md)"
 	@echo "make bench-accuracy - fixed-budget accuracy: ConDSeg against MONAI baselines on Kvasir-SEG (bench/accuracy.py, ~2 h on 2 CPU cores)"
-	@echo "make bench-label-efficiency - 10 / 25 % labels: supervised vs semi-supervised vs all labels on Kvasir-SEG at 64 px (bench/label_efficiency.py, ~5 h on 1 thread)"
+	@echo "make bench-label-efficiency - 10 / 25 % labels: supervised vs semi-supervised vs all labels on Kvasir-SEG at 64 px (bench/label_efficiency.py, ~9 h on 1-2 threads)"
 	@echo "make bench-active-learning - uncertainty vs random annotation rounds and failure detection of the scores, ConDSeg on Kvasir-SEG at 64 px (bench/active_learning.py, ~1.5 h on 1 thread)"
 	@echo "make label-test - MONAI Label 0.8.5 contract test against a real server (own env, ~5 min cold build)"
 
@@ -76,6 +76,8 @@ LABEL_EFF_DIR ?= runs/label_efficiency
 LE := $(PY) bench/label_efficiency.py --data $(KVASIR) --size 64
 LE_UNET := $(LE) --models basic_unet --steps 2000 --eval-at 500 1000 1500
 LE_CONDSEG := $(LE) --models condseg --steps 300 --stage1-steps 100 --eval-at 150 200 250 --rampup 0.25 --fractions 0.1
+LE_CONDSEG_1500 := $(LE) --models condseg --steps 1500 --stage1-steps 300 --eval-at 500 750 1000 1250 --rampup 0.25 \
+	--threshold 0.8 --ema-warmup-iters 50 --ema-warmup-momentum 0.5 --fractions 0.1 --seeds 0
 bench-label-efficiency: venv
 	$(LE_UNET) --out $(LABEL_EFF_DIR)/basic_unet64_2000 --fractions 0.1 --arms sup semi full --seeds 0
 	$(LE_UNET) --out $(LABEL_EFF_DIR)/basic_unet64_2000 --fractions 0.1 --arms sup full --seeds 1
@@ -86,6 +88,9 @@ bench-label-efficiency: venv
 	$(LE_CONDSEG) --out $(LABEL_EFF_DIR)/condseg64_t08 --threshold 0.8 --arms semi --seeds 0
 	$(LE_CONDSEG) --out $(LABEL_EFF_DIR)/condseg64_t08_warm --threshold 0.8 --ema-warmup-iters 50 \
 		--ema-warmup-momentum 0.5 --arms semi --seeds 0
+	$(LE_CONDSEG_1500) --out $(LABEL_EFF_DIR)/condseg64_1500_sup --threads 1 --arms sup
+	$(LE_CONDSEG_1500) --out $(LABEL_EFF_DIR)/condseg64_1500_full --threads 1 --arms full
+	$(LE_CONDSEG_1500) --out $(LABEL_EFF_DIR)/condseg64_1500_semi_m05 --threads 2 --ema-momentum 0.05 --arms semi
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache
