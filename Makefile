@@ -12,7 +12,7 @@ help:
 	@echo "make test   - ruff + pytest (creates $(VENV) if missing)"
 	@echo "make bench  - speed / memory: ConDSeg against MONAI baselines (bench/compare.py, ~9 min; tables in docs/benchmarks.md)"
 	@echo "make bench-accuracy - fixed-budget accuracy: ConDSeg against MONAI baselines on Kvasir-SEG (bench/accuracy.py, ~2 h on 2 CPU cores)"
-	@echo "make bench-label-efficiency - 10 / 25 % labels: supervised vs semi-supervised vs all labels on Kvasir-SEG at 64 px (bench/label_efficiency.py, ~9 h on 1-2 threads)"
+	@echo "make bench-label-efficiency - 10 / 25 % labels: supervised vs semi-supervised vs all labels on Kvasir-SEG at 64 px (bench/label_efficiency.py, ~10 h on 1-2 threads)"
 	@echo "make bench-active-learning - uncertainty vs random annotation rounds and failure detection of the scores, ConDSeg on Kvasir-SEG at 64 px (bench/active_learning.py, ~1.5 h on 1 thread)"
 	@echo "make label-test - MONAI Label 0.8.5 contract test against a real server (own env, ~5 min cold build)"
 
@@ -91,6 +91,8 @@ bench-label-efficiency: venv
 	$(LE_CONDSEG_1500) --out $(LABEL_EFF_DIR)/condseg64_1500_sup --threads 1 --arms sup
 	$(LE_CONDSEG_1500) --out $(LABEL_EFF_DIR)/condseg64_1500_full --threads 1 --arms full
 	$(LE_CONDSEG_1500) --out $(LABEL_EFF_DIR)/condseg64_1500_semi_m05 --threads 2 --ema-momentum 0.05 --arms semi
+	$(LE_CONDSEG_1500) --out $(LABEL_EFF_DIR)/condseg64_1500_semi_m05_w0 --threads 2 --ema-momentum 0.05 --arms semi \
+		--unsup-weight 0
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache
