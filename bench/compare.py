@@ -226,11 +226,15 @@ def matmul_peak(device: torch.device, n: int, dtype: torch.dtype = torch.float32
     return {"n": n, "dtype": str(dtype), "best_gflops": best, "median_gflops": median}
 
 
+def uses_channels_last(name: str, channels_last: bool) -> bool:
+    """Whether model ``name`` runs in channels_last: ConDSeg always (as ``bundle/configs/train.json`` runs it),
+    the others only with ``--channels-last``."""
+    return channels_last or name in CHANNELS_LAST_MODELS
+
+
 def _to_device(model: nn.Module, name: str, device: torch.device, channels_last: bool) -> nn.Module:
-    """The model on ``device``; ConDSeg in channels_last as ``bundle/configs/train.json`` runs it, the others only
-    with ``--channels-last``."""
-    channels_last = channels_last or name in CHANNELS_LAST_MODELS
-    return model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    fmt = torch.channels_last if uses_channels_last(name, channels_last) else torch.contiguous_format
+    return model.to(device, memory_format=fmt)
 
 
 def run_memory_worker(args: argparse.Namespace) -> dict:
@@ -320,6 +324,7 @@ def main(argv: list[str] | None = None) -> dict:
         info["models"][name] = {
             "parameters": sum(p.numel() for p in model.parameters()),
             "gflops_inference_b1": count_flops(model, args.size, train=False),  # float32, CPU
+            "channels_last": uses_channels_last(name, args.channels_last),
             "seconds": {m: [] for m in args.measurements},
         }
         model = _to_device(model, name, device, args.channels_last)
@@ -362,6 +367,12 @@ def _cell(value: float | None, fmt: str) -> str:
     return "–" if value is None else format(value, fmt)
 
 
+def _label(name: str, res: dict, info: dict) -> str:
+    """The model's row label, marked when it ran in channels_last although the table's header does not say so."""
+    marked = res.get("channels_last") and not info["channels_last"]
+    return LABELS[name] + (" (channels_last)" if marked else "")
+
+
 def format_tables(info: dict) -> str:
     """Markdown tables (speed, then memory when measured, then ours against the official layout) of :func:`main`."""
     precision = info["amp"] or "float32"
@@ -378,7 +389,7 @@ def format_tables(info: dict) -> str:
         b1 = med.get("infer_b1")
         fractions = [res.get("peak_fraction_b1"), res.get("peak_fraction_b8")]
         rows.append(
-            f"| {LABELS[name]} | {res['parameters'] / 1e6:.2f} M | {res['gflops_inference_b1']:.1f} "
+            f"| {_label(name, res, info)} | {res['parameters'] / 1e6:.2f} M | {res['gflops_inference_b1']:.1f} "
             f"| {_cell(None if b1 is None else b1 * 1e3, '.0f')} | {_cell(res.get('images_per_second_b8'), '.2f')} "
             f"| {_cell(med.get('train_b4'), '.2f')} "
             f"| {' / '.join(_cell(None if f is None else 100 * f, '.0f') + '%' for f in fractions)} |"
@@ -400,7 +411,7 @@ def format_tables(info: dict) -> str:
         for name, res in info["models"].items():
             mem = res["peak_memory_mb"]
             cells = " | ".join(f"{mem[m] / 1024:.2f}" for m in ("baseline", *measured))
-            rows.append(f"| {LABELS[name]} | {cells} |")
+            rows.append(f"| {_label(name, res, info)} | {cells} |")
     models = info["models"]
     if "official" in models and "condseg" in models:
         # side by side: how much faster (time ratio official / ours) and how much memory (ours / official)

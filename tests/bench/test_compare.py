@@ -34,7 +34,10 @@ def test_side_by_side_table(tmp_path) -> None:
         seconds = info["models"][name]["seconds"]
         assert list(seconds) == ["train_b4"] and len(seconds["train_b4"]) == 2 and min(seconds["train_b4"]) > 0
     assert info["models"]["official"]["parameters"] == info["models"]["condseg"]["parameters"] == 45_552_786
+    # ConDSeg runs channels_last as train.json trains it, the official layout NCHW; the record and the table say so
+    assert info["models"]["condseg"]["channels_last"] and not info["models"]["official"]["channels_last"]
     table = compare.format_tables(info)
+    assert "| ConDSeg (Stage 2) (channels_last) |" in table and "| official ConDSeg layout (reference) |" in table
     ratio = (
         info["models"]["official"]["median_seconds"]["train_b4"]
         / info["models"]["condseg"]["median_seconds"]["train_b4"]
