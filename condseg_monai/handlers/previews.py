@@ -101,6 +101,8 @@ class SegmentationPreviewHandler:
         return make_grid(rows)
 
     def __call__(self, engine: Engine) -> None:
+        if min(self.num_images, len(self.dataset)) < 1:  # type: ignore[arg-type]
+            return  # num_preview_images 0 (a valid setting) switches the pictures off
         grid = self.render()
         epoch = engine.state.epoch
         if self.summary_writer is not None:
