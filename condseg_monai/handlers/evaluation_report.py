@@ -1,6 +1,7 @@
 # Copyright (c) condseg-monai contributors
 # Licensed under the Apache License, Version 2.0
-"""The evaluator's report handler: the paper's metrics per image, at the model and the original resolution."""
+"""The evaluator's report handler: the paper's metrics per image, at the model and the original resolution, and
+the frame-level detection summary (sensitivity on polyp frames, specificity on polyp-free frames)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,22 @@ from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
 from ignite.engine import Engine, Events
 from monai.data import MetaTensor
 
 from condseg_monai.inference.evaluation import RESOLUTIONS, score_case, summarize_cases
 from condseg_monai.inference.failures import FailureLog
 from condseg_monai.inference.report import METRIC_LABELS, markdown_table, write_csv, write_json
+from condseg_monai.metrics.detection import (
+    CALIBRATION_MIN_AREAS,
+    DEFAULT_MIN_AREA,
+    OperatingPoint,
+    choose_operating_point,
+    detection_score,
+    predicted_area,
+    summarize_detection,
+)
 from condseg_monai.metrics.segmentation import ALL_METRIC_NAMES
 from condseg_monai.transforms.loading import LoadMask
 
@@ -32,6 +43,15 @@ class EvaluationReport:
     """Ignite handler that scores every evaluated image and writes ``<prefix>_per_image.csv``,
     ``<prefix>_summary.json`` and ``<prefix>_summary.md``, and prints the summary table.
 
+    Besides the pixel metrics, every image gets the frame-level decision of
+    :mod:`condseg_monai.metrics.detection` at the model resolution (columns ``has_polyp``: its ground truth has
+    foreground; ``polyp_present``, ``detection_score``, ``predicted_area``), and the summary a ``detection`` block
+    (sensitivity, specificity, false alarms and their area, polyp hit rate, AUROC of the score) and the number of
+    images whose mask is empty. A datalist may mix polyp and polyp-free images; the pixel metrics of an empty mask
+    follow the paper's eps convention (IoU = Dice = 1 for an empty prediction, 0 otherwise). The scores at every
+    :data:`~condseg_monai.metrics.detection.CALIBRATION_MIN_AREAS` are kept in memory for
+    :meth:`choose_operating_point` (``run calibrate``).
+
     Expects per-image (decollated) engine outputs holding:
 
     - ``pred_key``: probabilities at the model resolution ``(1, S, S)``;
@@ -45,13 +65,16 @@ class EvaluationReport:
         output_dir: folder for the report files.
         split: name of the evaluated split (written into the summary).
         image_size: model input size, for the report.
-        threshold: prediction threshold (strict ``>``; official 0.5).
+        threshold: prediction threshold (strict ``>``; official 0.5); ignored when ``operating_point`` is given.
         include_hd95: add HD95 (pixels at each resolution).
         pred_key / label_key / original_pred_key / original_label_key: data keys, see above.
         prefix: file-name prefix.
         print_table: print the markdown summary table to stdout at the end.
         failure_log: the run's :class:`~condseg_monai.inference.FailureLog`; the summary then counts the cases
             that could not be read (``num_failed``, listed in ``failures.json``) next to the scored ones.
+        operating_point: threshold and minimum area of the frame-level decision (default: ``threshold`` and
+            :data:`~condseg_monai.metrics.detection.DEFAULT_MIN_AREA`).
+        calibration_min_areas: the minimum areas whose scores are kept for :meth:`choose_operating_point`.
     """
 
     def __init__(
@@ -68,7 +91,12 @@ class EvaluationReport:
         prefix: str = "evaluation",
         print_table: bool = True,
         failure_log: FailureLog | None = None,
+        operating_point: OperatingPoint | None = None,
+        calibration_min_areas: Sequence[float] = CALIBRATION_MIN_AREAS,
     ) -> None:
+        self.operating_point = operating_point or OperatingPoint(float(threshold), DEFAULT_MIN_AREA)
+        threshold = self.operating_point.threshold
+        self.calibration_min_areas = tuple(float(a) for a in calibration_min_areas)
         self.output_dir = Path(output_dir)
         self.split = split
         self.image_size = list(image_size) if isinstance(image_size, Sequence) else [int(image_size)] * 2
@@ -83,6 +111,7 @@ class EvaluationReport:
         self.failure_log = failure_log
         self.metric_names = [m for m in ALL_METRIC_NAMES if include_hd95 or m != "hd95"]
         self.rows: list[dict[str, Any]] = []
+        self.calibration_scores: dict[float, list[float]] = {a: [] for a in self.calibration_min_areas}
         self.summary: dict[str, Any] = {}
         self._mask_loader = LoadMask()
 
@@ -95,6 +124,7 @@ class EvaluationReport:
     def reset(self, engine: Engine | None = None) -> None:
         """Forget the scores of a previous run."""
         self.rows = []
+        self.calibration_scores = {a: [] for a in self.calibration_min_areas}
         self.summary = {}
 
     def add_case(self, item: Mapping[Hashable, Any]) -> dict[str, Any]:
@@ -104,12 +134,16 @@ class EvaluationReport:
         row: dict[str, Any] = {"image": _filename(item.get("image")) or _filename(pred), "label": label_file}
         for name, value in score_case(pred, label, self.threshold, self.include_hd95).items():
             row[f"{name}_resized"] = value
+        row.update(self._detection(pred, label))
         if self.original_pred_key is not None and self.original_pred_key in item:
             pred_orig = item[self.original_pred_key]
             if self.original_label_key is not None and self.original_label_key in item:
                 label_orig = item[self.original_label_key]
             elif label_file:
                 label_orig = self._mask_loader(label_file)
+            elif item.get("negative"):
+                # a declared polyp-free image without a mask file: its mask is empty at any resolution
+                label_orig = torch.zeros_like(torch.as_tensor(pred_orig), dtype=torch.float32)
             else:
                 raise ValueError(
                     f"cannot score at the original resolution: no '{self.original_label_key}' and the label "
@@ -120,6 +154,62 @@ class EvaluationReport:
                 row[f"{name}_original"] = value
         self.rows.append(row)
         return row
+
+    def _detection(self, pred: Any, label: Any) -> dict[str, Any]:
+        """The frame-level columns of one image at the model resolution; keeps its calibration scores."""
+        prob = torch.as_tensor(pred).detach().float().cpu()
+        op = self.operating_point
+        score = float(detection_score(prob, op.min_area)[0])
+        for area in self.calibration_min_areas:
+            self.calibration_scores[area].append(float(detection_score(prob, area)[0]))
+        return {
+            "has_polyp": bool((torch.as_tensor(label).detach().cpu() > 0.5).any()),
+            "polyp_present": score > op.threshold,
+            "detection_score": score,
+            "predicted_area": float(predicted_area(prob, op.threshold)[0]),
+        }
+
+    def detection_summary(self) -> dict[str, Any]:
+        """:func:`~condseg_monai.metrics.detection.summarize_detection` over the scored images."""
+        return summarize_detection(
+            has_polyp=[r["has_polyp"] for r in self.rows],
+            present=[r["polyp_present"] for r in self.rows],
+            scores=[r["detection_score"] for r in self.rows],
+            areas=[r["predicted_area"] for r in self.rows],
+            recalls=[r["recall_resized"] for r in self.rows],
+        )
+
+    def choose_operating_point(
+        self, target_specificity: float | None = 0.95, target_sensitivity: float | None = None
+    ) -> OperatingPoint:
+        """Pick the operating point on the evaluated images (a validation set with polyp and polyp-free frames).
+
+        Args:
+            target_specificity: wanted share of polyp-free frames without an alarm (used unless
+                ``target_sensitivity`` is given).
+            target_sensitivity: wanted share of polyp frames detected; when given it replaces the specificity target.
+
+        Returns:
+            the :class:`~condseg_monai.metrics.detection.OperatingPoint` of
+            :func:`~condseg_monai.metrics.detection.choose_operating_point`, ``chosen_by`` also naming the split.
+
+        Raises:
+            ValueError: no image was evaluated, or the images lack one kind of frame.
+        """
+        if not self.rows:
+            raise ValueError("choose_operating_point: no image was evaluated.")
+        if target_sensitivity is not None:
+            target_specificity = None
+        op = choose_operating_point(
+            self.calibration_scores,
+            [r["has_polyp"] for r in self.rows],
+            target_specificity=target_specificity,
+            target_sensitivity=target_sensitivity,
+        )
+        op.chosen_by.update(split=self.split, image_size=self.image_size)
+        if not op.chosen_by["target_met"]:
+            logger.warning("the target was not reached on split '%s': %s", self.split, op.chosen_by)
+        return op
 
     def iteration_completed(self, engine: Engine) -> None:
         """Score every image of the batch."""
@@ -148,9 +238,12 @@ class EvaluationReport:
         return {
             "split": self.split,
             "num_images": len(self.rows),
+            "num_empty_masks": sum(1 for r in self.rows if not r["has_polyp"]),
             "num_failed": len(self.failure_log) if self.failure_log is not None else 0,
             "image_size": self.image_size,
             "threshold": self.threshold,
+            "operating_point": {"threshold": self.operating_point.threshold, "min_area": self.operating_point.min_area},
+            "detection": self.detection_summary(),
             "eps": 1e-15,
             "aggregation": "mean of per-image scores (NaN HD95 excluded)",
             "metrics": metrics,
@@ -167,7 +260,17 @@ class EvaluationReport:
 
     def write(self) -> dict[str, Path]:
         """Write the per-image CSV, the summary JSON and the markdown table; return their paths."""
-        columns = ["image", "label", "height", "width", *self.metric_columns]
+        columns = [
+            "image",
+            "label",
+            "height",
+            "width",
+            "has_polyp",
+            "polyp_present",
+            "detection_score",
+            "predicted_area",
+            *self.metric_columns,
+        ]
         paths = {
             "csv": write_csv(self.rows, self.output_dir / f"{self.prefix}_per_image.csv", columns),
             "json": write_json(self.summary, self.output_dir / f"{self.prefix}_summary.json"),
@@ -183,9 +286,42 @@ class EvaluationReport:
             f"Evaluation of split '{s['split']}' ({s['num_images']} images), threshold {s['threshold']}, "
             "mean of per-image scores in %, HD95 in pixels."
         )
+        if s.get("num_empty_masks"):
+            head += (
+                f"\n\n{s['num_empty_masks']} of the images have an empty mask (no polyp): their pixel metrics are 1 "
+                "for an empty prediction and 0 for any predicted pixel."
+            )
         if s.get("num_failed"):
             head += f"\n\n{s['num_failed']} more cases could not be read and are not scored (see failures.json)."
-        return f"{head}\n\n{self.table()}\n"
+        return f"{head}\n\n{self.table()}\n\n{self.detection_table()}\n"
+
+    def detection_table(self) -> str:
+        """Markdown table of the frame-level summary (rates in percent)."""
+        d = self.summary.get("detection", {})
+        op = self.summary.get("operating_point", {})
+        header = [
+            "frames with / without polyp",
+            "sensitivity",
+            "specificity",
+            "false alarms",
+            "mean false-alarm area",
+            "polyp hit rate",
+            "AUROC",
+        ]
+        row = [
+            f"{d.get('num_with_polyp', 0)} / {d.get('num_polyp_free', 0)}",
+            100 * d.get("sensitivity", float("nan")),
+            100 * d.get("specificity", float("nan")),
+            f"{d.get('num_false_alarms', 0)}",
+            100 * d.get("mean_false_alarm_area", float("nan")),
+            100 * d.get("polyp_hit_rate", float("nan")),
+            d.get("auroc", float("nan")),
+        ]
+        rule = (
+            f"Frame-level detection (polyp present: at least {100 * op.get('min_area', 0):g} % of the image above "
+            f"{op.get('threshold')}; rates and areas in %; hit: >= 10 % of the polyp found):"
+        )
+        return f"{rule}\n\n{markdown_table(header, [row])}"
 
     def epoch_completed(self, engine: Engine | None = None) -> None:
         """Summarise, write the files and print the table."""

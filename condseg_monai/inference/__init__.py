@@ -14,10 +14,18 @@ from condseg_monai.inference.failures import (
     collate_skipping_failures,
     failure_record,
 )
+from condseg_monai.inference.operating_point import (
+    OPERATING_POINT_SUFFIX,
+    load_operating_point,
+    operating_point_path,
+    resolve_operating_point,
+    save_operating_point,
+)
 from condseg_monai.inference.report import markdown_table, write_csv, write_json
 from condseg_monai.inference.robustness import CLEAN, robustness_conditions, robustness_table, run_robustness
 from condseg_monai.inference.transforms import (
     PREDICTION_KINDS,
+    ApplyOperatingPointd,
     SaveOverlayd,
     SavePredictiond,
     SplitConDSegOutputd,
@@ -40,8 +48,10 @@ __all__ = [
     "CORRUPTIONS",
     "FAILURES_FILENAME",
     "IMAGE_SUFFIXES",
+    "OPERATING_POINT_SUFFIX",
     "PREDICTION_KINDS",
     "RESOLUTIONS",
+    "ApplyOperatingPointd",
     "CorruptImaged",
     "FailureLog",
     "FailureTolerantLoader",
@@ -57,12 +67,16 @@ __all__ = [
     "is_image_file",
     "list_input_images",
     "load_model_weights",
+    "load_operating_point",
     "markdown_table",
+    "operating_point_path",
     "output_stem",
     "require_file",
+    "resolve_operating_point",
     "robustness_conditions",
     "robustness_table",
     "run_robustness",
+    "save_operating_point",
     "score_case",
     "screen_eval_split",
     "select_eval_split",

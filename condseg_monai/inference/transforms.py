@@ -1,6 +1,7 @@
 # Copyright (c) condseg-monai contributors
 # Licensed under the Apache License, Version 2.0
-"""Inference post-processing transforms: split the auxiliary output, save masks/maps, draw overlays."""
+"""Inference post-processing transforms: split the auxiliary output, apply the operating point, save masks/maps,
+draw overlays."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from monai.data import MetaTensor
 from monai.transforms import MapTransform, SaveImaged
 
 from condseg_monai.data.image_writer import PILWriterHW
+from condseg_monai.metrics.detection import OperatingPoint, detection_score
 from condseg_monai.networks.nets.condseg import ConDSegOutput
 from condseg_monai.transforms.loading import LoadImageRGB
 from condseg_monai.transforms.readers import file_stem as output_stem  # output_stem: public here, the readers' rule
@@ -26,6 +28,7 @@ from condseg_monai.visualize import overlay_contours, save_png
 
 __all__ = [
     "PREDICTION_KINDS",
+    "ApplyOperatingPointd",
     "SaveOverlayd",
     "SavePredictiond",
     "SplitConDSegOutputd",
@@ -167,6 +170,54 @@ class SavePredictiond(SaveImaged):
                 self._write_nifti(img, source)
             else:
                 self.saver(img=img)
+        return d
+
+
+class ApplyOperatingPointd(MapTransform):
+    """Probability map -> binary mask at the model's operating point, with the frame-level decision.
+
+    Pixels with probability ``> threshold`` form the mask; a frame whose mask covers less than ``min_area`` of it
+    is called polyp-free and its mask is emptied (the rule of :mod:`condseg_monai.metrics.detection`, applied at
+    the mask's own resolution). The decision, the image-level score and the area before emptying are recorded in
+    the image's metadata as ``polyp_present``, ``detection_score`` and ``predicted_area`` (and returned under the
+    same keys), for the writers and for MONAI Label's result.
+
+    Args:
+        keys: key(s) of ``(1, H, W)`` probabilities.
+        operating_point: the :class:`~condseg_monai.metrics.detection.OperatingPoint` (e.g. from
+            :func:`~condseg_monai.inference.resolve_operating_point`).
+        clear_below_min_area: empty the mask of frames called polyp-free (default); ``False`` keeps the pixels.
+        allow_missing_keys: don't raise for missing keys.
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection = "pred",
+        operating_point: OperatingPoint | None = None,
+        clear_below_min_area: bool = True,
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.operating_point = operating_point or OperatingPoint()
+        self.clear_below_min_area = bool(clear_below_min_area)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        op = self.operating_point
+        for key in self.key_iterator(d):
+            prob = d[key]
+            score = float(detection_score(prob, op.min_area)[0])
+            mask = prob > op.threshold
+            present = score > op.threshold
+            area = float(mask.float().mean())
+            if not present and self.clear_below_min_area:
+                mask = torch.zeros_like(mask)
+            mask = mask.to(torch.float32)
+            decision = {"polyp_present": bool(present), "detection_score": score, "predicted_area": area}
+            if isinstance(mask, MetaTensor):
+                mask.meta.update(decision)
+            d[key] = mask
+            d.update(decision)
         return d
 
 

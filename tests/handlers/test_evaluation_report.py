@@ -71,7 +71,8 @@ def test_report_files_and_original_label_read_from_disk(tmp_path: Path, capsys: 
     assert rows[1]["hd95_resized"] == "nan"
     printed = capsys.readouterr().out
     assert "| 4x4 | 50.00 | 50.00 |" in printed and "| original |" in printed
-    assert (tmp_path / "out" / "evaluation_summary.md").read_text().count("\n|---") == 1
+    # the pixel-metric table and the frame-level detection table
+    assert (tmp_path / "out" / "evaluation_summary.md").read_text().count("\n|---") == 2
 
 
 def test_report_without_rows_writes_nothing(tmp_path: Path) -> None:
