@@ -136,6 +136,9 @@ def test_scoring_scores_every_unlabeled_image_and_the_strategy_picks_the_max(app
         assert set(record["scores"]) == {"tta_disagreement", "boundary_entropy", "sid_uncertainty"}
         assert record["score"] == record["scores"][DEFAULT_SCORE] and np.isfinite(record["score"])
         assert 0.0 <= record["scores"]["sid_uncertainty"] <= 1.0
+        # the frame-level decision at the bundle's operating point (none stored: threshold 0.5, min_area 0.001)
+        assert record["polyp_present"] == (record["detection_score"] > 0.5)
+        assert 0.0 <= record["detection_score"] <= 1.0 and 0.0 <= record["predicted_area"] <= 1.0
     best = rank_images(summary["scores"])[0]
     assert Uncertainty()(REQUEST, ds)["id"] == best
     again = scoring({"device": "cpu"}, ds)

@@ -15,9 +15,11 @@ from monai.bundle import ConfigParser
 from monailabel.interfaces.datastore import Datastore
 from monailabel.interfaces.tasks.scoring import ScoringMethod
 
-from condseg_monai.inference.uncertainty_scores import SCORE_NAMES, uncertainty_scores
+from condseg_monai.inference.operating_point import resolve_operating_point
+from condseg_monai.inference.uncertainty_scores import SCORE_NAMES, mask_probability, uncertainty_scores
 from condseg_monai.inference.utils import load_model_weights
 from condseg_monai.inferers.condseg import DEFAULT_TTA_FLIPS
+from condseg_monai.metrics.detection import detection_score, predicted_area
 
 __all__ = ["DEFAULT_SCORE", "SCORE_KEY", "UncertaintyScoring", "refresh_datastore"]
 
@@ -109,10 +111,18 @@ class UncertaintyScoring(ScoringMethod):
         if self.score not in scores:
             raise ValueError(f"score {self.score!r} needs ConDSeg's stacked output; this network gives {list(scores)}")
         values = {k: float(v[0]) for k, v in scores.items()}
+        # the frame-level decision as the bundle's inference makes it (one pass, the model's operating point)
+        op = resolve_operating_point(self.weights)
+        with torch.no_grad():
+            prob = mask_probability(torch.sigmoid(network(x).float()))
+        frame_score = float(detection_score(prob, op.min_area)[0])
         return {
             "score": values[self.score],
             "score_name": self.score,
             "scores": values,
+            "polyp_present": frame_score > op.threshold,
+            "detection_score": frame_score,
+            "predicted_area": float(predicted_area(prob, op.threshold)[0]),
             "model_ts": model_ts,
             "ts": int(time.time()),
         }
