@@ -12,9 +12,20 @@ from typing import Any
 
 from monai.bundle import ConfigWorkflow
 
-__all__ = ["run_stages"]
+from condseg_monai.files import atomic_write_json
+
+__all__ = ["STAGE_COMPLETED", "run_stages"]
 
 logger = logging.getLogger(__name__)
+
+# written into a stage's resume folder when the stage has finished; removed when a stage (re)starts
+STAGE_COMPLETED = "stage_completed.json"
+
+
+def _is_main_rank() -> bool:
+    import torch.distributed as dist
+
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
 
 
 def run_stages(
@@ -44,6 +55,11 @@ def run_stages(
         per_stage: optional settings per stage, same order as ``stage_configs`` (``None`` values dropped).
         overlays: config files merged on top of every stage (e.g. ``bundle/configs/multi_gpu_train.json``).
 
+    With ``resume`` set (``--resume true``) the run continues from the last completed stage: a stage that
+    finished (its resume folder holds :data:`STAGE_COMPLETED`) is skipped, the first unfinished stage resumes from
+    its ``latest.pt``, or starts afresh when it was killed before saving its first state (less than an epoch
+    lost), and the stages after it start afresh.
+
     Returns:
         the best-checkpoint path of each stage, as reported by the stage's ``ckpt_dir``.
     """
@@ -58,17 +74,39 @@ def run_stages(
                 raise FileNotFoundError(f"config file not found: {os.fspath(path)!r}")
         override = {k: v for k, v in {**(shared or {}), **(extra or {})}.items() if v is not None}
         logger.info(f"=== stage {i}/{len(stage_configs)}: {os.fspath(stage_config)} ===")
-        workflow = ConfigWorkflow(
-            config_file=[os.fspath(path) for path in files],
-            meta_file=None if meta_file is None else os.fspath(meta_file),
-            logging_file=None if logging_file is None else os.fspath(logging_file),
-            workflow_type="train",
-            **override,
-        )
+
+        def make_workflow(override: dict[str, Any] = override, files: list = files) -> ConfigWorkflow:
+            return ConfigWorkflow(
+                config_file=[os.fspath(path) for path in files],
+                meta_file=None if meta_file is None else os.fspath(meta_file),
+                logging_file=None if logging_file is None else os.fspath(logging_file),
+                workflow_type="train",
+                **override,
+            )
+
+        workflow = make_workflow()
+        resume_dir = str(workflow.parser.get_parsed_content("resume_dir"))
+        ckpt_dir = str(workflow.parser.get_parsed_content("ckpt_dir"))
+        marker = os.path.join(resume_dir, STAGE_COMPLETED)
+        if override.get("resume") and os.path.isfile(marker):
+            logger.info(f"stage {i} completed in an earlier run ({marker}): skipped")
+            checkpoints.append(os.path.join(ckpt_dir, "model.pt"))
+            continue
+        if override.get("resume") and not os.path.isfile(os.path.join(resume_dir, "latest.pt")):
+            # killed before the stage saved its first state: nothing to resume, start the stage afresh
+            logger.warning(
+                f"stage {i}: no saved state in {resume_dir}, so it starts afresh (resume applies to it no more)"
+            )
+            override = {**override, "resume": False}
+            workflow = make_workflow(override)
+        if _is_main_rank() and os.path.isfile(marker):
+            os.remove(marker)  # the stage runs again: an old marker must not survive a kill of this run
         workflow.initialize()
         workflow.run()
         workflow.finalize()
-        checkpoints.append(os.path.join(str(workflow.parser.get_parsed_content("ckpt_dir")), "model.pt"))
+        if _is_main_rank():
+            atomic_write_json(marker, {"stage": i, "config": os.fspath(stage_config)}, indent=2)
+        checkpoints.append(os.path.join(ckpt_dir, "model.pt"))
         # The finished stage's network, engines and (distributed) process group sit in reference cycles: free them
         # now, not at interpreter exit, so Stage 2 does not run beside Stage 1's memory and gloo threads.
         del workflow

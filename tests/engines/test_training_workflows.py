@@ -206,6 +206,33 @@ def test_bad_datalist_entry_fails_before_training(tmp_path: Path, tiny_datalist:
     assert not (tmp_path / "stage1" / "latest.pt").exists()
 
 
+def test_two_stage_resume_continues_from_the_last_completed_stage(
+    tmp_path: Path, two_stage_run: Path, tiny_datalist: str
+) -> None:
+    """Killed in Stage 2 before Stage 2 saved its first state: --resume skips the finished Stage 1 and starts
+    Stage 2 afresh from Stage 1's model (before, it stopped with "no training state to resume from")."""
+    import shutil
+
+    from condseg_monai.engines.stages import STAGE_COMPLETED
+
+    out = tmp_path / "run"
+    shutil.copytree(two_stage_run, out)
+    assert (out / "stage1" / STAGE_COMPLETED).is_file() and (out / "stage2" / STAGE_COMPLETED).is_file()
+    for name in ("latest.pt", "model.pt", STAGE_COMPLETED):  # the state of a kill early in Stage 2
+        (out / "stage2" / name).unlink()
+    stage1_model = (out / "stage1" / "model.pt").read_bytes()
+    overrides = {k: v for k, v in FAST.items() if k not in ("max_epochs", "batch_size")}
+    overrides.update(datalist=tiny_datalist, output_dir=out, stage1_max_epochs=1, stage2_max_epochs=1)
+    overrides.update(stage1_batch_size=2, stage2_batch_size=2, resume="true")
+    result = run_bundle("training", [TRAIN_JSON, BOTH_STAGES_JSON], overrides)
+    _ok(result)
+    log = result.stdout + result.stderr
+    assert "stage 1 completed in an earlier run" in log and "stage 2: no saved state" in log
+    assert (out / "stage1" / "model.pt").read_bytes() == stage1_model, "the finished Stage 1 was trained again"
+    for name in ("latest.pt", "model.pt", STAGE_COMPLETED):
+        assert (out / "stage2" / name).is_file(), name
+
+
 def test_resume_without_state_fails_at_start(tmp_path: Path, tiny_datalist: str) -> None:
     overrides = {**FAST, "datalist": tiny_datalist, "output_dir": str(tmp_path), "resume": True}
     message = _run_in_process([TRAIN_JSON, STAGE1_JSON], overrides)
