@@ -8,6 +8,11 @@ all-background or all-foreground mask a warning). Across entries: the same image
 in training and in validation/test (leakage), is an error; a validation/test overlap is an error unless the
 two splits are identical (the paper's protocol for Kvasir-SEG, GlaS and ISIC-2016, reported as a warning).
 
+Declared negatives (``"negative": true``, images without foreground): without a ``label`` only the image is
+checked; with one, the pair is checked as any other and its mask must be empty: foreground in it is an error
+naming the mask file, and an empty mask is not reported (it is what was declared). An undeclared empty mask
+stays a warning. Negatives take part in the duplicate and leakage checks like every other entry.
+
 Unlabeled images (the optional ``unlabeled`` list): each must exist and decode completely (the same check as
 a labeled image); the same image twice in ``unlabeled`` is an error, and so is an unlabeled image that is also
 an image of ``training``/``validation``/``test``, found by real path (symlinks resolved) or by identical file
@@ -144,7 +149,9 @@ def _mask_histogram(mask: Image.Image | np.ndarray) -> tuple[np.ndarray, np.ndar
     return np.empty(0), mask_values_from_pil(mask)
 
 
-def _check_mask_values(mask: Image.Image | np.ndarray, path: str, problems: list[Problem]) -> None:
+def _check_mask_values(
+    mask: Image.Image | np.ndarray, path: str, problems: list[Problem], negative: bool = False
+) -> None:
     lossy = is_lossy_format(path)
     hist, values = _mask_histogram(mask)
     if values is None:  # 8-bit histogram
@@ -186,14 +193,25 @@ def _check_mask_values(mask: Image.Image | np.ndarray, path: str, problems: list
             )
         )
         return
-    if fg == 0:
+    if negative:
+        if fg:
+            message = f"mask of a declared negative has foreground: {fg} of {total} pixels (must be empty)"
+            problems.append(Problem("error", path, message))
+    elif fg == 0:
         problems.append(Problem("warning", path, "mask is empty (no foreground pixel)"))
     elif fg == total:
         problems.append(Problem("warning", path, "mask is all foreground"))
 
 
-def check_pair(image: str, label: str) -> list[Problem]:
-    """Check one image/mask pair (existence, decoding, sizes, mask binarisability)."""
+def check_pair(image: str, label: str, negative: bool = False) -> list[Problem]:
+    """Check one image/mask pair (existence, decoding, sizes, mask binarisability).
+
+    Args:
+        image: image file.
+        label: mask file.
+        negative: the pair is a declared negative: its mask must be empty (foreground is an error, no warning for
+            an empty mask).
+    """
     problems: list[Problem] = []
     img = _open_checked(image, "image", problems)
     mask = _open_checked(label, "mask", problems)
@@ -205,7 +223,7 @@ def check_pair(image: str, label: str) -> list[Problem]:
                 Problem("error", image, f"size mismatch: image is {ih}x{iw} (HxW) but mask '{label}' is {mh}x{mw}")
             )
     if mask is not None:
-        _check_mask_values(mask, label, problems)
+        _check_mask_values(mask, label, problems, negative)
     return problems
 
 
@@ -367,6 +385,14 @@ def _unlabeled_problems(
     return problems, usable
 
 
+def _check_entry(entry: dict) -> list[Problem]:
+    """Check one resolved labeled entry: a pair, or a declared negative without a mask (its image only)."""
+    negative = bool(entry.get("negative", False))
+    if "label" not in entry:  # the datalist model allows this for declared negatives only
+        return check_image(entry["image"])
+    return check_pair(entry["image"], entry["label"], negative)
+
+
 def check_datalist(
     path: str | Path,
     splits: Sequence[str] | None = None,
@@ -414,7 +440,7 @@ def _check(
     workers = workers or min(8, 2 * (os.cpu_count() or 1))
     usable, found = 0, []
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        results = list(pool.map(lambda job: check_pair(job[2]["image"], job[2]["label"]), jobs))
+        results = list(pool.map(_check_entry, [entry for _, _, entry in jobs]))
         if with_unlabeled:
             found, usable = _unlabeled_problems(datalist, path, pool, require_unlabeled)
     for (split, idx, _), found_pair in zip(jobs, results):

@@ -46,6 +46,21 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="add every image file of DIR (not its sub-folders) to 'unlabeled'; repeatable",
     )
+    p.add_argument(
+        "--negatives-dir",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="add every image file of DIR (of DIR/images if it exists) as a declared negative (no foreground, "
+        "no mask needed); repeatable",
+    )
+    p.add_argument(
+        "--negatives-val-fraction",
+        type=float,
+        default=0.2,
+        metavar="F",
+        help="share of the negatives put in validation, the rest in training (seeded by --seed; default 0.2)",
+    )
     budget = p.add_mutually_exclusive_group()
     budget.add_argument(
         "--labeled-count", type=int, default=None, metavar="N", help="keep N training pairs labeled (seeded by --seed)"
@@ -84,7 +99,10 @@ def _summary(datalist: Datalist) -> str:
     counts = datalist.counts()
     if datalist.unlabeled:
         counts[UNLABELED] = len(datalist.unlabeled)
-    text = ", ".join(f"{k} {v}" for k, v in counts.items())
+    negatives = datalist.negative_counts()
+    text = ", ".join(
+        f"{k} {v}" + (f" ({negatives[k]} negative)" if negatives.get(k) else "") for k, v in counts.items()
+    )
     budget = datalist.label_budget
     if budget:
         kept, total, seed = budget.get("labeled"), budget.get("training_pairs"), budget.get("seed")
@@ -113,6 +131,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     unlabeled_dirs=args.unlabeled_dir,
                     labeled_count=args.labeled_count,
                     labeled_fraction=args.labeled_fraction,
+                    negatives_dirs=args.negatives_dir,
+                    negatives_val_fraction=args.negatives_val_fraction,
                 )
         except (PrepareError, ValueError, OSError) as e:
             print(f"error: {e}", file=sys.stderr)

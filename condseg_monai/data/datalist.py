@@ -12,9 +12,13 @@ Example::
       "unlabeled":  [{"image": "unlabeled/c.jpg"}, ...]
     }
 
-``unlabeled`` (optional) lists images without a mask, for semi-supervised training; :data:`SPLITS` are the
-labeled splits only. A ``label_budget`` object records how a label-scarce datalist was derived (see
-:func:`condseg_monai.data.keep_labeled`).
+An entry of a labeled split may be a declared negative (an image known to hold no foreground, e.g. a
+polyp-free colonoscopy frame): ``{"image": "neg/n.jpg", "negative": true}`` without a ``label`` (the loading
+transforms then make an all-zero mask of the image's size, :class:`condseg_monai.transforms.NegativeLabeld`),
+or with a ``label`` file that must be empty. ``unlabeled`` (optional) lists images without a mask, for
+semi-supervised training; :data:`SPLITS` are the labeled splits only. A ``label_budget`` object records how a
+label-scarce datalist was derived (see :func:`condseg_monai.data.keep_labeled`), a ``negatives`` object how
+declared negatives were added (see :func:`condseg_monai.data.add_negatives`).
 
 Relative paths are relative to the folder holding the JSON file, exactly as
 ``monai.data.load_decathlon_datalist(path, data_list_key=split, base_dir=folder)`` resolves them.
@@ -27,7 +31,16 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from condseg_monai.files import atomic_write_json
 
@@ -50,12 +63,41 @@ UNLABELED = "unlabeled"
 
 
 class DatalistEntry(BaseModel):
-    """One image/mask pair (extra keys are kept, e.g. an ``id``)."""
+    """One image/mask pair, or a declared negative (extra keys are kept, e.g. an ``id``).
+
+    A declared negative (``negative`` true) is an image without any foreground; its ``label`` may be left out
+    (an all-zero mask is made when it is loaded) or name a mask file, which must then be empty. Every other
+    entry needs a ``label``. Serialised, ``negative`` is written only when true and ``label`` only when given,
+    so datalists without negatives are written as before.
+    """
 
     model_config = ConfigDict(extra="allow")
 
     image: str = Field(min_length=1, description="image file, absolute or relative to the datalist folder")
-    label: str = Field(min_length=1, description="mask file, absolute or relative to the datalist folder")
+    label: str | None = Field(
+        default=None,
+        min_length=1,
+        description="mask file, absolute or relative to the datalist folder; optional only for a declared negative",
+    )
+    negative: bool = Field(default=False, strict=True, description="the image holds no foreground (no polyp)")
+
+    @model_validator(mode="after")
+    def _label_unless_negative(self) -> DatalistEntry:
+        if self.label is None and not self.negative:
+            raise ValueError(
+                f"entry of image {self.image!r} has no 'label'; an image without foreground must be declared "
+                'with "negative": true'
+            )
+        return self
+
+    @model_serializer(mode="wrap")
+    def _compact(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data = handler(self)
+        if data.get("negative") is False:
+            data.pop("negative")
+        if "label" in data and data["label"] is None:
+            data.pop("label")
+        return data
 
 
 class UnlabeledEntry(BaseModel):
@@ -79,6 +121,7 @@ class Datalist(BaseModel):
     test: list[DatalistEntry] = Field(default_factory=list)
     unlabeled: list[UnlabeledEntry] = Field(default_factory=list)
     label_budget: dict[str, Any] | None = None
+    negatives: dict[str, Any] | None = None
 
     def split(self, name: str) -> list[DatalistEntry] | list[UnlabeledEntry]:
         """Entries of split ``name`` (one of :data:`SPLITS`, or :data:`UNLABELED`)."""
@@ -89,6 +132,10 @@ class Datalist(BaseModel):
     def counts(self) -> dict[str, int]:
         """Number of entries per split."""
         return {s: len(self.split(s)) for s in SPLITS}
+
+    def negative_counts(self) -> dict[str, int]:
+        """Number of declared negatives per split."""
+        return {s: sum(e.negative for e in self.split(s)) for s in SPLITS}
 
 
 class DatasetSettings(BaseModel):
@@ -140,7 +187,11 @@ def read_datalist(path: str | Path) -> Datalist:
 
 
 def resolve_entry(entry: DatalistEntry | UnlabeledEntry, base_dir: str | Path) -> dict[str, Any]:
-    """Return the entry as a dict with ``image`` (and ``label``, if any) made absolute against ``base_dir``."""
+    """Return the entry as a dict with ``image`` (and ``label``, if any) made absolute against ``base_dir``.
+
+    A declared negative keeps ``"negative": True`` (and has no ``label`` key when it has no mask file); other
+    entries have no ``negative`` key.
+    """
     d = entry.model_dump()
     for key in ("image", "label"):
         if key in d:

@@ -2,9 +2,11 @@
 # Licensed under the Apache License, Version 2.0
 """Build datalists from the raw layouts of the public datasets (see ``docs/datasets.md``).
 
-Then, optionally: :func:`add_unlabeled` lists the images of extra folders as ``unlabeled``, and
+Then, optionally: :func:`add_unlabeled` lists the images of extra folders as ``unlabeled``,
 :func:`keep_labeled` keeps a seeded subset of the training pairs labeled and moves the other training images
-to ``unlabeled`` (a label-scarce setting reproduced from a fully labeled dataset).
+to ``unlabeled`` (a label-scarce setting reproduced from a fully labeled dataset), and :func:`add_negatives`
+adds the images of folders of images without foreground (polyp-free frames) as declared negatives, a seeded
+share to ``validation`` and the rest to ``training``.
 
 Supported: ``kvasir-seg``, ``kvasir-sessile``, ``glas``, ``isic2016``, ``isic2017`` and ``folder`` (any
 ``images/`` + ``masks/`` pair of folders matched by file stem). Splits follow the paper (section 4.3 of the
@@ -32,6 +34,7 @@ __all__ = [
     "MASK_SUFFIXES",
     "Pair",
     "PrepareError",
+    "add_negatives",
     "add_unlabeled",
     "file_stem",
     "keep_labeled",
@@ -360,7 +363,8 @@ def keep_labeled(
     ``unlabeled`` in their original order, without their ``label`` (other keys, e.g. an ``id``, are kept).
     Budgets of one seed are nested: the pairs kept for ``k`` are among those kept for any larger ``k``.
     ``validation``, ``test`` and existing ``unlabeled`` entries are untouched. What was done is recorded in
-    ``label_budget`` (an earlier budget is kept under ``label_budget["previous"]``).
+    ``label_budget`` (an earlier budget is kept under ``label_budget["previous"]``). A declared negative moved to
+    ``unlabeled`` loses its ``negative`` flag with its label.
 
     Args:
         datalist: a datalist (not modified).
@@ -381,7 +385,7 @@ def keep_labeled(
     kept = set(order[:k])
     out = datalist.model_copy(deep=True)
     moved = [
-        UnlabeledEntry.model_validate(e.model_dump(exclude={"label"}))
+        UnlabeledEntry.model_validate(e.model_dump(exclude={"label", "negative"}))
         for i, e in enumerate(out.training)
         if i not in kept
     ]
@@ -401,6 +405,18 @@ def keep_labeled(
         budget["previous"] = datalist.label_budget
     out.label_budget = {key: v for key, v in budget.items() if v is not None}
     return out
+
+
+def _listed_images(datalist: Datalist, base: Path) -> set[str]:
+    """Real paths of every image the datalist lists (labeled, negative or unlabeled)."""
+    entries = (*datalist.training, *datalist.validation, *datalist.test, *datalist.unlabeled)
+    return {os.path.normcase(os.path.realpath(base / e.image)) for e in entries}
+
+
+_NEGATIVES_RULE = (
+    "images of each folder in natural name order, all folders concatenated; random.Random(seed).shuffle of their "
+    "indices; the first floor(val_fraction x n + 0.5) indices go to validation, the others to training"
+)
 
 
 def add_unlabeled(
@@ -436,15 +452,100 @@ def add_unlabeled(
     if not files:
         raise PrepareError(f"unlabeled image folder '{folder}' holds no image file ({', '.join(extensions)}).")
     base = Path(base_dir if base_dir is not None else os.getcwd()).expanduser().resolve()
-    listed = {
-        os.path.normcase(os.path.realpath(base / e.image))
-        for e in (*datalist.training, *datalist.validation, *datalist.test, *datalist.unlabeled)
-    }
+    listed = _listed_images(datalist, base)
     already = [f for f in files if os.path.normcase(os.path.realpath(f)) in listed]
     if already:
         raise PrepareError(f"images of '{folder}' are already in the datalist:{_listing(already)}")
     out = datalist.model_copy(deep=True)
     out.unlabeled = out.unlabeled + [UnlabeledEntry(image=_fmt_path(f, base, relative)) for f in files]
+    return out
+
+
+def add_negatives(
+    datalist: Datalist,
+    folders: Sequence[str | Path],
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    base_dir: str | Path | None = None,
+    relative: bool = True,
+    extensions: Sequence[str] = IMAGE_EXTENSIONS,
+) -> Datalist:
+    """Add every image file of ``folders`` as a declared negative (``{"image": ..., "negative": true}``).
+
+    A folder with an ``images/`` sub-folder contributes that sub-folder's images (any ``masks/`` next to it is
+    not needed and not read); otherwise its own image files (not its sub-folders; hidden files skipped). The
+    images of all folders, each in natural name order, are shuffled by index with ``random.Random(seed)``; the
+    first ``floor(val_fraction x n + 0.5)`` go to ``validation``, the others to ``training`` (each appended after
+    the existing entries, in their listed order).
+    What was done is recorded in the datalist's ``negatives`` object (``dirs``, ``counts`` per split,
+    ``val_fraction``, ``seed``, ``rule``; an earlier record is kept under ``negatives["previous"]``).
+
+    Args:
+        datalist: a datalist (not modified).
+        folders: folders of images without foreground.
+        val_fraction: share of the negatives that goes to ``validation``, in ``[0, 1]``.
+        seed: shuffle seed.
+        base_dir: folder of the datalist JSON, as in :func:`add_unlabeled`.
+        relative: write paths relative to ``base_dir`` (else absolute).
+        extensions: file name endings taken as images (default :data:`IMAGE_EXTENSIONS`).
+
+    Returns:
+        the new datalist.
+
+    Raises:
+        ValueError: ``val_fraction`` not in ``[0, 1]``, or no folder given.
+        PrepareError: a folder is not a folder or holds no image file, or images that the datalist already lists
+            (or that two folders share); the message lists them.
+    """
+    if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)) or not 0.0 <= val_fraction <= 1.0:
+        raise ValueError(f"negatives validation fraction must be in [0, 1], got {val_fraction!r}.")
+    if not folders:
+        raise ValueError("give at least one folder of negative images.")
+    base = Path(base_dir if base_dir is not None else os.getcwd()).expanduser().resolve()
+    files: list[Path] = []
+    dirs: list[str] = []
+    for folder in folders:
+        folder = Path(folder).expanduser()
+        if not folder.is_dir():
+            raise PrepareError(f"negative image folder '{folder}' is not a folder.")
+        source = folder / "images" if (folder / "images").is_dir() else folder
+        found = _list_files(source, extensions)
+        if not found:
+            raise PrepareError(f"negative image folder '{source}' holds no image file ({', '.join(extensions)}).")
+        files += found
+        dirs.append(str(source.resolve()))
+    listed = _listed_images(datalist, base)
+    seen: set[str] = set()
+    already = []
+    for f in files:
+        real = os.path.normcase(os.path.realpath(f))
+        if real in listed or real in seen:
+            already.append(f)
+        seen.add(real)
+    if already:
+        raise PrepareError(f"negative images are already in the datalist (or listed twice):{_listing(already)}")
+    n_val = min(len(files), math.floor(len(files) * val_fraction + 0.5 + 1e-9))
+    order = list(range(len(files)))
+    random.Random(seed).shuffle(order)
+    to_val = set(order[:n_val])
+    out = datalist.model_copy(deep=True)
+
+    def entries(in_val: bool) -> list[DatalistEntry]:
+        chosen = [f for i, f in enumerate(files) if (i in to_val) == in_val]
+        return [DatalistEntry(image=_fmt_path(f, base, relative), negative=True) for f in chosen]
+
+    out.training = out.training + entries(False)
+    out.validation = out.validation + entries(True)
+    record: dict[str, Any] = {
+        "dirs": dirs,
+        "counts": {"training": len(files) - n_val, "validation": n_val},
+        "val_fraction": val_fraction,
+        "seed": seed,
+        "rule": _NEGATIVES_RULE,
+    }
+    if datalist.negatives is not None:
+        record["previous"] = datalist.negatives
+    out.negatives = record
     return out
 
 
@@ -462,12 +563,15 @@ def prepare_datalist(
     unlabeled_dirs: Sequence[str | Path] = (),
     labeled_count: int | None = None,
     labeled_fraction: float | None = None,
+    negatives_dirs: Sequence[str | Path] = (),
+    negatives_val_fraction: float = 0.2,
 ) -> Datalist:
     """Scan a raw dataset folder and write its datalist JSON atomically.
 
     After the dataset's normal split, ``labeled_count``/``labeled_fraction`` apply :func:`keep_labeled`
     (with ``seed``), then the images of each of ``unlabeled_dirs`` are appended to ``unlabeled``
-    (:func:`add_unlabeled`).
+    (:func:`add_unlabeled`), then the images of ``negatives_dirs`` are added as declared negatives
+    (:func:`add_negatives`, with ``seed``).
 
     Args:
         dataset: one of :data:`DATASETS`.
@@ -484,6 +588,8 @@ def prepare_datalist(
         labeled_count: keep only this many training pairs labeled (the other training images become unlabeled).
         labeled_fraction: keep only this fraction of the training pairs labeled (rounded as in
             :func:`labeled_budget_size`).
+        negatives_dirs: folders of images without foreground (their ``images/`` sub-folder if they have one).
+        negatives_val_fraction: share of the negatives that goes to ``validation`` (the rest to ``training``).
 
     Returns:
         the datalist that was written.
@@ -515,5 +621,7 @@ def prepare_datalist(
         datalist = keep_labeled(datalist, labeled_count, labeled_fraction, seed)
     for folder in unlabeled_dirs:
         datalist = add_unlabeled(datalist, folder, base, relative)
+    if negatives_dirs:
+        datalist = add_negatives(datalist, negatives_dirs, negatives_val_fraction, seed, base, relative)
     write_datalist(datalist, out)
     return datalist
