@@ -16,7 +16,14 @@ from condseg_monai.transforms.functional import (
     rgb_to_hsv,
 )
 from condseg_monai.transforms.illumination import RandIlluminationContrastAugment, RandIlluminationContrastAugmentd
-from condseg_monai.transforms.loading import EnsureSameSized, LoadImageRGB, LoadImageRGBd, LoadMask, LoadMaskd
+from condseg_monai.transforms.loading import (
+    EnsureSameSized,
+    LoadImageRGB,
+    LoadImageRGBd,
+    LoadMask,
+    LoadMaskd,
+    NegativeLabeld,
+)
 from condseg_monai.transforms.mixing import BidirectionalCopyPaste
 from condseg_monai.transforms.presets import (
     STAGE_AUGMENTATION,
@@ -47,6 +54,7 @@ __all__ = [
     "LoadImageRGBd",
     "LoadMask",
     "LoadMaskd",
+    "NegativeLabeld",
     "NibabelMaskReader",
     "NibabelRGBReader",
     "PILMaskReader",

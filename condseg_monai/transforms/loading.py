@@ -1,6 +1,7 @@
 # Copyright (c) condseg-monai contributors
 # Licensed under the Apache License, Version 2.0
-"""Loading transforms: RGB images, binary masks and an image/mask size check (MONAI dictionary style).
+"""Loading transforms: RGB images, binary masks, the zero mask of a declared negative and an image/mask size check
+(MONAI dictionary style).
 
 They wrap MONAI's :class:`monai.transforms.LoadImage` with the readers of
 :mod:`condseg_monai.transforms.readers`, so the result is a MONAI ``MetaTensor`` whose metadata
@@ -10,6 +11,7 @@ They wrap MONAI's :class:`monai.transforms.LoadImage` with the readers of
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,7 +30,7 @@ from condseg_monai.transforms.readers import (
     is_nifti,
 )
 
-__all__ = ["EnsureSameSized", "LoadImageRGB", "LoadImageRGBd", "LoadMask", "LoadMaskd"]
+__all__ = ["EnsureSameSized", "LoadImageRGB", "LoadImageRGBd", "LoadMask", "LoadMaskd", "NegativeLabeld"]
 
 
 def _check_file(path: Any, what: str) -> str:
@@ -195,6 +197,79 @@ def _describe(data: Mapping[Hashable, Any], key: Hashable) -> str:
     if isinstance(value, MetaTensor):
         return f"'{value.meta.get('filename_or_obj', key)}'"
     return f"'{key}'"
+
+
+class NegativeLabeld(MapTransform):
+    """The mask of a declared negative (an image without foreground, ``d[negative_key]`` true).
+
+    For a declared negative without a mask (no ``keys`` entry, as :func:`condseg_monai.data.load_datalist` gives
+    a negative without a ``label``), ``d[key]`` becomes an all-zero ``(1, H, W)`` float32 mask of the spatial
+    size of ``d[image_key]`` ``(C, H, W)``. When the image is a ``MetaTensor``, so is the mask, with a copy of
+    the image's metadata (affine, ``spatial_shape``: the original size) except ``filename_or_obj``, which is
+    ``""`` (the mask has no file, and the image file must not be read as one). A declared negative whose mask
+    was loaded is checked to be empty. Every item gets ``d[negative_key]`` as a ``bool`` (``False`` when
+    absent) and every ``MetaTensor`` mask ``meta[negative_key]``, so batches mixing negatives and positives
+    collate (data and metadata dicts with the same keys) and carry the flag.
+
+    Place it after :class:`LoadImageRGBd` and a :class:`LoadMaskd` with ``allow_missing_keys=True``, as
+    :func:`condseg_monai.transforms.condseg_load_transforms` does.
+
+    Args:
+        keys: mask keys.
+        image_key: key of the loaded ``(C, H, W)`` image that gives the mask's size and metadata.
+        negative_key: key of the item's declared-negative flag.
+        allow_missing_keys: don't raise for an item that is not a declared negative and has no mask.
+
+    Raises:
+        InvalidInputError: an item without a mask that is not a declared negative (naming its image), or a
+            declared negative whose mask has foreground (naming the mask file).
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection = "label",
+        image_key: str = "image",
+        negative_key: str = "negative",
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.image_key = image_key
+        self.negative_key = negative_key
+
+    def zero_label(self, image: torch.Tensor) -> torch.Tensor:
+        """All-zero ``(1, H, W)`` float32 mask for a ``(C, H, W)`` image (a ``MetaTensor`` for a ``MetaTensor``)."""
+        zeros = torch.zeros((1, *image.shape[1:]), dtype=torch.float32, device=image.device)
+        if not isinstance(image, MetaTensor):
+            return zeros
+        meta = copy.deepcopy(dict(image.meta))
+        meta["filename_or_obj"] = ""
+        meta[self.negative_key] = True
+        return MetaTensor(zeros, meta=meta)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        flag = d.get(self.negative_key, False)
+        negative = bool(flag.item() if isinstance(flag, torch.Tensor) else flag)
+        d[self.negative_key] = negative
+        for key in self.keys:
+            if key not in d:
+                if negative:
+                    d[key] = self.zero_label(d[self.image_key])
+                elif not self.allow_missing_keys:
+                    raise InvalidInputError(
+                        f"no '{key}' for {_describe(d, self.image_key)}: an image without foreground must be "
+                        f'declared with "{self.negative_key}": true.'
+                    )
+                continue
+            label = d[key]
+            if negative and bool(torch.as_tensor(label).any()):
+                raise InvalidInputError(
+                    f'mask {_describe(d, key)} of a declared negative ("{self.negative_key}": true) has '
+                    f"{int(torch.count_nonzero(torch.as_tensor(label)))} foreground pixels; it must be empty."
+                )
+            if isinstance(label, MetaTensor):
+                label.meta[self.negative_key] = negative
+        return d
 
 
 class EnsureSameSized(MapTransform):

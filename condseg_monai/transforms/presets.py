@@ -4,7 +4,8 @@
 
 Training (official order, all at the ORIGINAL resolution, then the resize):
 
-1. load the image (:class:`LoadImageRGBd`) and the mask (:class:`LoadMaskd`), check their sizes agree;
+1. load the image (:class:`LoadImageRGBd`) and the mask (:class:`LoadMaskd`; an all-zero mask for a declared
+   negative without a mask file, :class:`NegativeLabeld`), check their sizes agree;
 2. ``RandRotated`` (image bilinear, mask nearest, reflection padding), ``RandFlipd`` on ``W`` (horizontal)
    and ``H`` (vertical), ``RandCoarseDropoutd`` (exactly 10 holes of 32x32, image only, filled with 0);
 3. ``Resized`` to ``image_size`` (bilinear for both) and re-binarisation of the mask at 0.5.
@@ -31,7 +32,7 @@ from monai.transforms import (
     Transform,
 )
 
-from condseg_monai.transforms.loading import EnsureSameSized, LoadImageRGBd, LoadMaskd
+from condseg_monai.transforms.loading import EnsureSameSized, LoadImageRGBd, LoadMaskd, NegativeLabeld
 
 __all__ = [
     "STAGE_AUGMENTATION",
@@ -53,12 +54,34 @@ def _stage(stage: int) -> tuple[float, float, float]:
 
 
 def condseg_load_transforms(
-    image_key: str = "image", label_key: str | None = "label", foreground: str = "auto"
+    image_key: str = "image",
+    label_key: str | None = "label",
+    foreground: str = "auto",
+    negative_key: str = "negative",
 ) -> list[MapTransform]:
-    """Load the RGB image and (optionally) the binary mask, and check that their sizes agree."""
+    """Load the RGB image and (optionally) the binary mask, and check that their sizes agree.
+
+    With a ``label_key``, a declared negative (``d[negative_key]`` true) needs no mask file: it gets an all-zero
+    mask of the image's size (:class:`NegativeLabeld`, which also checks that a negative's mask file is empty and
+    sets ``d[negative_key]`` on every item); an item that is neither raises naming its image.
+
+    Args:
+        image_key: image key.
+        label_key: mask key (``None``: the image only).
+        foreground: mask binarisation mode (see :class:`LoadMaskd`).
+        negative_key: key of the declared-negative flag (see :class:`NegativeLabeld`).
+
+    Returns:
+        the loading transforms: ``image`` ``(3, H, W)`` and ``label`` ``(1, H, W)`` ``MetaTensor`` s.
+    """
     xforms: list[MapTransform] = [LoadImageRGBd(keys=image_key)]
     if label_key is not None:
-        xforms += [LoadMaskd(keys=label_key, foreground=foreground), EnsureSameSized(keys=(image_key, label_key))]
+        xforms += [
+            # a missing mask is allowed here and decided by NegativeLabeld (declared negative or an error)
+            LoadMaskd(keys=label_key, foreground=foreground, allow_missing_keys=True),
+            NegativeLabeld(keys=label_key, image_key=image_key, negative_key=negative_key),
+            EnsureSameSized(keys=(image_key, label_key)),
+        ]
     return xforms
 
 
