@@ -18,8 +18,15 @@ __all__ = ["BETA_MODES", "ConDSegLoss", "aux_beta"]
 BETA_MODES = ("batch", "sample", "none")
 
 
-def aux_beta(prob: torch.Tensor, mode: str = "batch", eps: float = 1e-15) -> torch.Tensor:
-    """Weight of an auxiliary (fg or bg) term, ``1 / (tanh(sum(P) / (H*W)) + eps)`` (the paper's Stage-2 β weight).
+def aux_beta(
+    prob: torch.Tensor, mode: str = "batch", eps: float = 1e-15, beta_max: float | None = None
+) -> torch.Tensor:
+    """Weight of an auxiliary (fg or bg) term, ``1 / (tanh(sum(P) / (H*W)) + eps)`` (the paper's Stage-2 β weight),
+    optionally capped: ``min(beta, beta_max)``.
+
+    Without the cap, beta is about ``H*W / sum(P)`` when the head predicts (almost) nothing, e.g. the foreground
+    head on a batch (``"batch"``) or an image (``"sample"``) without foreground: it grows without bound (up to
+    ``1 / eps``). Where the cap applies, beta is the constant ``beta_max`` (no gradient through it).
 
     Args:
         prob: probability map of the auxiliary head, shape (B, C, H, W) (any number of spatial dims).
@@ -28,21 +35,32 @@ def aux_beta(prob: torch.Tensor, mode: str = "batch", eps: float = 1e-15) -> tor
             size; returns a 0-dim tensor. ``"sample"``: ``tanh(mean(P_i))`` per image, returns shape (B,).
             ``"none"``: a 0-dim tensor equal to 1.
         eps: guard against division by zero (official 1e-15).
+        beta_max: upper bound of beta (per image in ``"sample"`` mode); ``None``: uncapped (official).
 
     Returns:
         0-dim tensor (``"batch"``, ``"none"``) or (B,) tensor (``"sample"``), differentiable w.r.t. ``prob``.
 
     Raises:
-        ValueError: when ``mode`` is unknown.
+        ValueError: when ``mode`` is unknown or ``beta_max`` is not positive.
     """
     if mode not in BETA_MODES:
         raise ValueError(f"beta_mode must be one of {BETA_MODES}, got {mode!r}.")
+    _check_beta_max(beta_max)
     if mode == "none":
         return torch.ones((), dtype=prob.dtype, device=prob.device)
     pixels = prob.shape[2:].numel()
     if mode == "batch":
-        return 1.0 / (torch.tanh(prob.sum() / pixels) + eps)
-    return 1.0 / (torch.tanh(prob.flatten(1).sum(dim=1) / pixels) + eps)
+        beta = 1.0 / (torch.tanh(prob.sum() / pixels) + eps)
+    else:
+        beta = 1.0 / (torch.tanh(prob.flatten(1).sum(dim=1) / pixels) + eps)
+    return beta if beta_max is None else torch.clamp(beta, max=beta_max)
+
+
+def _check_beta_max(beta_max: float | None) -> None:
+    if beta_max is not None and not (isinstance(beta_max, (int, float)) and not isinstance(beta_max, bool)):
+        raise ValueError(f"beta_max must be a number or None, got {beta_max!r}.")
+    if beta_max is not None and not beta_max > 0:
+        raise ValueError(f"beta_max must be positive (or None: uncapped), got {beta_max!r}.")
 
 
 class ConDSegLoss(_Loss):
@@ -64,6 +82,11 @@ class ConDSegLoss(_Loss):
       mean BCE (the mask term keeps the official batch Dice). Note that per-image beta is
       ``1 / tanh(mean(P_i))``, several times larger than the batch form (``1 / tanh(B mean(P))``) and
       unbounded for near-empty maps. ``beta_mode="none"`` uses beta = 1.
+    * ``beta_max`` caps beta (per image in sample mode): ``min(beta, beta_max)``. Without it, a batch (batch
+      mode) or an image (sample mode) without foreground, e.g. polyp-free frames, drives the foreground beta
+      towards ``H*W / sum(P_fg)`` as the head learns to predict nothing (up to ``1 / beta_eps``). In batch mode
+      typical polyp batches have beta of about 1-2, well below the default cap 10; ``None`` is the official,
+      uncapped formula (docs/deviations.md).
     * ``double_sigmoid`` applies the official extra sigmoid in the three DiceBCE terms only; beta and the
       complementarity term use single-sigmoid probabilities, as in the official code.
 
@@ -84,9 +107,10 @@ class ConDSegLoss(_Loss):
         complementarity_weight: weight of the complementarity term.
         smooth: Dice smoothing constant.
         beta_eps: epsilon of the beta formula.
+        beta_max: upper bound of each beta; ``None``: uncapped (official).
 
     Raises:
-        ValueError: when ``beta_mode`` is unknown.
+        ValueError: when ``beta_mode`` is unknown or ``beta_max`` is not positive.
     """
 
     def __init__(
@@ -101,10 +125,12 @@ class ConDSegLoss(_Loss):
         complementarity_weight: float = 1.0,
         smooth: float = 1.0,
         beta_eps: float = 1e-15,
+        beta_max: float | None = 10.0,
     ) -> None:
         super().__init__()
         if beta_mode not in BETA_MODES:
             raise ValueError(f"beta_mode must be one of {BETA_MODES}, got {beta_mode!r}.")
+        _check_beta_max(beta_max)
         self.double_sigmoid = bool(double_sigmoid)
         self.beta_mode = beta_mode
         self.detach_beta = bool(detach_beta)
@@ -115,11 +141,12 @@ class ConDSegLoss(_Loss):
         self.complementarity_weight = float(complementarity_weight)
         self.smooth = float(smooth)
         self.beta_eps = float(beta_eps)
+        self.beta_max = None if beta_max is None else float(beta_max)
         self.last_terms: dict[str, torch.Tensor] = {}
 
     def _aux_term(self, logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Return (beta-weighted term, unweighted DiceBCE for logging, mean beta for logging)."""
-        beta = aux_beta(torch.sigmoid(logits), mode=self.beta_mode, eps=self.beta_eps)
+        beta = aux_beta(torch.sigmoid(logits), mode=self.beta_mode, eps=self.beta_eps, beta_max=self.beta_max)
         if self.detach_beta:
             beta = beta.detach()
         if self.beta_mode == "sample":
