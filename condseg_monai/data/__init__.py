@@ -1,6 +1,7 @@
 # Copyright (c) condseg-monai contributors
 # Licensed under the Apache License, Version 2.0
-"""ConDSeg data: datalists, raw-dataset preparation, datalist validation, the demo dataset, PNG writer."""
+"""ConDSeg data: datalists, raw-dataset preparation, datalist validation, the demo dataset, PNG writer, the
+training batch sampler with negatives."""
 
 from __future__ import annotations
 
@@ -30,11 +31,13 @@ from condseg_monai.data.prepare import (
     DATASETS,
     IMAGE_EXTENSIONS,
     PrepareError,
+    add_negatives,
     add_unlabeled,
     keep_labeled,
     labeled_budget_size,
     prepare_datalist,
 )
+from condseg_monai.data.sampler import NegativeBatchSampler, make_train_dataloader, negative_flags
 
 __all__ = [
     "DATASETS",
@@ -45,10 +48,12 @@ __all__ = [
     "Datalist",
     "DatalistEntry",
     "DatasetSettings",
+    "NegativeBatchSampler",
     "PILWriterHW",
     "PrepareError",
     "Problem",
     "UnlabeledEntry",
+    "add_negatives",
     "add_unlabeled",
     "check_datalist",
     "check_image",
@@ -59,6 +64,8 @@ __all__ = [
     "labeled_budget_size",
     "load_datalist",
     "make_demo_pair",
+    "make_train_dataloader",
+    "negative_flags",
     "prepare_datalist",
     "read_datalist",
     "validate_datalist",

@@ -23,6 +23,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from condseg_monai.data.datalist import read_datalist
+
 __all__ = ["TrainingSettings", "check_training_settings"]
 
 _DEVICE = re.compile(r"^(cpu|cuda(:\d+)?|mps)$")
@@ -57,6 +59,11 @@ class TrainingSettings(BaseModel):
     # data and augmentation
     image_size: int = Field(ge=32, description="training / validation side, a multiple of 16")
     batch_size: int = Field(ge=1, json_schema_extra=_STAGE_SPECIFIC, description="training batch size")
+    # shared, not per stage: one k checked against each stage's own batch_size (docs/training.md)
+    negatives_per_batch: int | None = Field(
+        ge=0,
+        description="declared negatives in every training batch; 0: left out; null: shuffled in (natural share)",
+    )
     val_batch_size: int = Field(ge=1, description="validation batch size")
     rotate_limit: float | None = Field(ge=0, le=180, description="rotation range (+- degrees); null: by stage")
     rotate_prob: float | None = Field(ge=0, le=1, description="rotation probability; null: by stage")
@@ -77,6 +84,7 @@ class TrainingSettings(BaseModel):
     copy_bn_buffers: bool = Field(description="Stage 2: also copy Stage 1's BatchNorm statistics")
     double_sigmoid: bool = Field(description="the official double sigmoid in DiceBCE")
     beta_mode: Literal["batch", "sample", "none"] = Field(description="β weights of the auxiliary terms")
+    beta_max: float | None = Field(gt=0, description="cap of the β weights; null: uncapped (official)")
     num_preview_images: int = Field(ge=0, description="images in the TensorBoard / PNG previews")
     # semi-supervised training (docs/training.md, "Semi-supervised training")
     semi_supervised: bool = Field(description="also train on the datalist's unlabeled images")
@@ -121,6 +129,27 @@ class TrainingSettings(BaseModel):
     def _bcp_needs_semi_supervised(self) -> TrainingSettings:
         if self.bcp and not self.semi_supervised:
             raise ValueError("bcp: copy-paste mixing is part of semi-supervised training; set semi_supervised true too")
+        return self
+
+    @model_validator(mode="after")
+    def _negatives_fit_the_batch(self) -> TrainingSettings:
+        k = self.negatives_per_batch
+        if k is not None and k >= self.batch_size:
+            raise ValueError(
+                f"negatives_per_batch: {k} negatives leave no room for a positive in a batch of batch_size "
+                f"{self.batch_size}; it must be below batch_size (or null)"
+            )
+        if k and self.datalist is not None:
+            # the datalist itself is checked later (validate_datalist); an unreadable one is reported there
+            try:
+                negatives = read_datalist(self.datalist).negative_counts()["training"]
+            except (OSError, ValueError):
+                return self
+            if not negatives:
+                raise ValueError(
+                    f"negatives_per_batch: {k} negatives per batch, but the training split of datalist "
+                    f'{self.datalist!r} has no declared negative ("negative": true; see `prepare --negatives-dir`)'
+                )
         return self
 
     @model_validator(mode="after")

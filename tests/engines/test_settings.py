@@ -142,3 +142,47 @@ def test_network_memory_format_follows_channels_last(tmp_path: Path, channels_la
     conv = network.encoder.conv1.weight  # (64, 3, 7, 7): the two formats differ for it
     assert conv.is_contiguous(memory_format=torch.channels_last) == channels_last
     assert conv.is_contiguous() != channels_last
+
+
+def test_negatives_per_batch_must_leave_room_for_positives() -> None:
+    values = {**_defaults(TRAIN_JSON, STAGE1_JSON), "batch_size": 4}
+    assert check_training_settings(**{**values, "negatives_per_batch": None}).negatives_per_batch is None
+    assert check_training_settings(**{**values, "negatives_per_batch": 0}).negatives_per_batch == 0
+    with pytest.raises(ValueError, match=r"negatives_per_batch: 4 negatives leave no room .* batch_size 4"):
+        check_training_settings(**{**values, "negatives_per_batch": 4})
+    with pytest.raises(ValueError, match=r"`negatives_per_batch` = -1"):
+        check_training_settings(**{**values, "negatives_per_batch": -1})
+
+
+def test_negatives_per_batch_needs_declared_negatives_in_training(tmp_path: Path) -> None:
+    values = {**_defaults(TRAIN_JSON, STAGE1_JSON), "batch_size": 4, "negatives_per_batch": 1}
+    positives = [{"image": "a.png", "label": "a_m.png"}]
+    without = tmp_path / "without.json"
+    # a negative in validation only does not count: the batches are made from the training split
+    without.write_text(json.dumps({"training": positives, "validation": [{"image": "n.png", "negative": True}]}))
+    with pytest.raises(ValueError, match="negatives_per_batch: 1 negatives per batch, but the training split") as info:
+        check_training_settings(**{**values, "datalist": str(without)})
+    assert str(without) in str(info.value)
+    with_negatives = tmp_path / "with.json"
+    with_negatives.write_text(json.dumps({"training": [*positives, {"image": "n.png", "negative": True}]}))
+    assert check_training_settings(**{**values, "datalist": str(with_negatives)}).negatives_per_batch == 1
+    assert check_training_settings(**{**values, "datalist": str(without), "negatives_per_batch": 0})
+
+
+def test_negatives_per_batch_is_shared_and_beta_max_bounded() -> None:
+    assert {"negatives_per_batch", "beta_max"} <= set(TrainingSettings.shared_names())
+    values = _defaults(TRAIN_JSON, STAGE1_JSON)
+    assert values["negatives_per_batch"] is None and values["beta_max"] == 10.0
+    assert check_training_settings(**{**values, "beta_max": None}).beta_max is None
+    with pytest.raises(ValueError, match=r"`beta_max` = 0"):
+        check_training_settings(**{**values, "beta_max": 0})
+
+
+def test_loss_and_dataloader_get_the_settings(tmp_path: Path) -> None:
+    parsed = _resolved([TRAIN_JSON], ["loss"], output_dir=str(tmp_path), beta_max=None)
+    assert parsed["loss"].beta_max is None
+    parsed = _resolved([TRAIN_JSON], ["loss"], output_dir=str(tmp_path), beta_max=3.5)
+    assert parsed["loss"].beta_max == 3.5
+    train = _json(TRAIN_JSON)["train"]["dataloader"]
+    assert train["_target_"] == "condseg_monai.data.make_train_dataloader"
+    assert train["negatives_per_batch"] == "@negatives_per_batch" and train["seed"] == "@seed"
