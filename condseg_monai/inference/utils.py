@@ -1,6 +1,7 @@
 # Copyright (c) condseg-monai contributors
 # Licensed under the Apache License, Version 2.0
-"""Helpers the bundle configs call: input discovery, checkpoint checks and loading, evaluation split choice."""
+"""Helpers the bundle configs call: input discovery (images and videos), checkpoint checks and loading, evaluation
+split choice."""
 
 from __future__ import annotations
 
@@ -20,8 +21,11 @@ from condseg_monai.transforms.readers import IMAGE_SUFFIXES, is_nifti  # IMAGE_S
 
 __all__ = [
     "IMAGE_SUFFIXES",
+    "VIDEO_SUFFIXES",
     "is_image_file",
+    "is_video_file",
     "list_input_images",
+    "list_inputs",
     "load_model_weights",
     "require_file",
     "screen_eval_split",
@@ -30,6 +34,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+# Containers read by the video path (PyAV / FFmpeg), compared case-insensitively. MP4 and AVI are tested.
+VIDEO_SUFFIXES: tuple[str, ...] = (".mp4", ".avi", ".mov", ".mkv", ".m4v")
 
 
 def is_image_file(path: str | Path) -> bool:
@@ -83,6 +90,73 @@ def list_input_images(input_path: str | Path | None, key: str = "image", setting
             "sub-folders are not searched)."
         )
     return [{key: str(p.resolve())} for p in files]
+
+
+def is_video_file(path: str | Path) -> bool:
+    """Whether ``path`` has a supported video suffix (:data:`VIDEO_SUFFIXES`, case-insensitive)."""
+    return str(path).lower().endswith(VIDEO_SUFFIXES)
+
+
+def list_inputs(
+    input_path: str | Path | None, image_key: str = "image", video_key: str = "video", setting: str = "input_path"
+) -> dict[str, list[dict]]:
+    """Split ``input_path`` into image items and video items: a single file, or the files directly in a folder.
+
+    The image items are exactly what :func:`list_input_images` returns for the images; videos
+    (:data:`VIDEO_SUFFIXES`) are listed beside them for the video path
+    (:class:`~condseg_monai.inference.video.VideoInferenceRunner`). Same folder rules: not recursive, hidden files
+    skipped, other files skipped and named in the log, sorted by name. Whether a file really decodes is found out
+    when it is read (a bad file is then a recorded failure, not an error here).
+
+    Args:
+        input_path: an image, a video, or a folder of images and/or videos.
+        image_key: the data-dict key of an image path.
+        video_key: the data-dict key of a video path.
+        setting: name of the config setting, used in error messages.
+
+    Returns:
+        ``{"images": [{image_key: absolute path}, ...], "videos": [{video_key: absolute path}, ...]}``.
+
+    Raises:
+        ValueError: ``input_path`` is unset, missing, a file of an unsupported type, or a folder with neither
+            images nor videos.
+    """
+    if input_path is None or str(input_path).strip() == "":
+        raise ValueError(f"`{setting}` is not set: pass --{setting} <image or video file, or a folder of them>.")
+    path = Path(input_path).expanduser()
+    if not path.exists():
+        raise ValueError(f"`{setting}` '{input_path}' does not exist.")
+    if path.is_file():
+        if is_video_file(path):
+            return {"images": [], "videos": [{video_key: str(path.resolve())}]}
+        if not is_image_file(path):
+            raise ValueError(
+                f"`{setting}` '{input_path}' is not a supported image or video (expected one of "
+                f"{', '.join(IMAGE_SUFFIXES + VIDEO_SUFFIXES)})."
+            )
+        return {"images": [{image_key: str(path.resolve())}], "videos": []}
+    visible = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+    images = [p for p in visible if is_image_file(p.name)]
+    videos = [p for p in visible if is_video_file(p.name)]
+    ignored = [p.name for p in visible if not (is_image_file(p.name) or is_video_file(p.name))]
+    if ignored:
+        logger.info(
+            "ignoring %d file(s) in '%s' that are not images (%s) or videos (%s): %s",
+            len(ignored),
+            input_path,
+            ", ".join(IMAGE_SUFFIXES),
+            ", ".join(VIDEO_SUFFIXES),
+            ", ".join(ignored),
+        )
+    if not images and not videos:
+        raise ValueError(
+            f"`{setting}` folder '{input_path}' contains no images or videos (looked for "
+            f"{', '.join(IMAGE_SUFFIXES + VIDEO_SUFFIXES)}; sub-folders are not searched)."
+        )
+    return {
+        "images": [{image_key: str(p.resolve())} for p in images],
+        "videos": [{video_key: str(p.resolve())} for p in videos],
+    }
 
 
 def require_file(path: str | Path | None, setting: str = "ckpt_path") -> str:
