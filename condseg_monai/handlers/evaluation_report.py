@@ -39,6 +39,14 @@ def _filename(x: Any) -> str:
     return str(x.meta.get("filename_or_obj", "")) if isinstance(x, MetaTensor) else ""
 
 
+def _declared_negative(item: Mapping[Hashable, Any], label: Any) -> bool:
+    """Whether the case is a declared polyp-free image (``"negative": true`` in the datalist, no mask file)."""
+    flag = item.get("negative")
+    if flag is None and isinstance(label, MetaTensor):
+        flag = label.meta.get("negative")
+    return bool(flag) if flag is not None else False  # after decollation the flag may be a 0-dim tensor
+
+
 class EvaluationReport:
     """Ignite handler that scores every evaluated image and writes ``<prefix>_per_image.csv``,
     ``<prefix>_summary.json`` and ``<prefix>_summary.md``, and prints the summary table.
@@ -131,7 +139,11 @@ class EvaluationReport:
         """Score one decollated output dict and store the row (also returned)."""
         pred, label = item[self.pred_key], item[self.label_key]
         label_file = _filename(label)
-        row: dict[str, Any] = {"image": _filename(item.get("image")) or _filename(pred), "label": label_file}
+        negative = not label_file and _declared_negative(item, label)
+        row: dict[str, Any] = {
+            "image": _filename(item.get("image")) or _filename(pred),
+            "label": "(declared negative)" if negative else label_file,
+        }
         for name, value in score_case(pred, label, self.threshold, self.include_hd95).items():
             row[f"{name}_resized"] = value
         row.update(self._detection(pred, label))
@@ -141,9 +153,9 @@ class EvaluationReport:
                 label_orig = item[self.original_label_key]
             elif label_file:
                 label_orig = self._mask_loader(label_file)
-            elif item.get("negative"):
+            elif negative:
                 # a declared polyp-free image without a mask file: its mask is empty at any resolution
-                label_orig = torch.zeros_like(torch.as_tensor(pred_orig), dtype=torch.float32)
+                label_orig = torch.zeros((1, *pred_orig.shape[-2:]), dtype=torch.float32)
             else:
                 raise ValueError(
                     f"cannot score at the original resolution: no '{self.original_label_key}' and the label "

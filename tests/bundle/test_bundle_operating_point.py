@@ -6,7 +6,8 @@ polyp-free.
 
 The "red detector" (predicted mask = red > 0.5, see conftest.py) on 64x64 pictures evaluated at 32x32, objects on
 even pixel coordinates so the resize is exact: polyp frames have a red square of 16x16 px at 32x32 (256 px);
-polyp-free "speck" frames have a red speck of 2x2 px at 32x32 (4 px = 0.39 % of the frame); "clean" frames no red.
+polyp-free "speck" frames have a red speck of 2x2 px at 32x32 (4 px = 0.39 % of the frame); "clean" frames no red
+(one of them a declared negative without a mask file).
 The default minimum area (0.1 %: 2 px at 32x32) calls the specks polyps; for specificity 1 ``calibrate`` must pick
 the smallest candidate area above 4 px, 0.005 (6 px), and keep the threshold at 0.5.
 """
@@ -46,6 +47,7 @@ def mixed(tmp_path: Path, draw) -> Path:
         draw.rgb(tmp_path / "images" / f"{name}.png", red)
         draw.mask(tmp_path / "masks" / f"{name}.png", lesion)
         entries.append({"image": f"images/{name}.png", "label": f"masks/{name}.png"})
+    entries[-1] = {"image": "images/clean1.png", "negative": True}  # a declared polyp-free frame, no mask file
     path = tmp_path / "datalist.json"
     path.write_text(json.dumps({"training": [], "validation": entries, "test": []}))
     return path

@@ -90,3 +90,35 @@ def test_report_counts_the_cases_that_could_not_be_read(tmp_path: Path) -> None:
     summary = json.loads((tmp_path / "evaluation_summary.json").read_text())
     assert summary["num_images"] == 1 and summary["num_failed"] == 2
     assert "2 more cases could not be read" in (tmp_path / "evaluation_summary.md").read_text()
+
+
+def test_declared_negative_without_mask_file(tmp_path: Path) -> None:
+    """A declared polyp-free image (no mask file) is scored against an empty mask at both resolutions."""
+    zero = MetaTensor(torch.zeros(1, 4, 4), meta={"filename_or_obj": "", "negative": True})
+    items = [
+        {  # quiet on the negative: pixel metrics 1, no false alarm
+            "image": _meta(torch.zeros(3, 4, 4), str(tmp_path / "quiet.png")),
+            "label": zero,
+            "negative": torch.tensor(True),
+            "pred": torch.zeros(1, 4, 4),
+            "pred_original": torch.zeros(1, 6, 8),
+        },
+        {  # 2 of 16 pixels marked: a false alarm of area 1/8
+            "image": _meta(torch.zeros(3, 4, 4), str(tmp_path / "alarm.png")),
+            "label": zero.clone(),
+            "pred": torch.tensor([[[0.9, 0.9, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]]]),
+            "pred_original": torch.zeros(1, 6, 8),
+        },
+    ]
+    report = EvaluationReport(output_dir=tmp_path / "out", print_table=False, include_hd95=False)
+    for item in items:
+        report.add_case(item)
+    report.epoch_completed()
+    summary = json.loads((tmp_path / "out" / "evaluation_summary.json").read_text())
+    assert summary["num_empty_masks"] == 2
+    det = summary["detection"]
+    assert (det["num_polyp_free"], det["num_false_alarms"]) == (2, 1)
+    assert det["specificity"] == 0.5 and det["mean_false_alarm_area"] == pytest.approx(1 / 8)
+    assert summary["metrics"]["original"]["iou"] == pytest.approx(1.0)  # both empty at the original size
+    assert summary["metrics"]["resized"]["iou"] == pytest.approx(0.5)
+    assert [r["label"] for r in report.rows] == ["(declared negative)"] * 2
