@@ -33,6 +33,7 @@ import av
 import numpy as np
 import torch
 import torch.nn.functional as F
+from monai.transforms import Compose, LoadImaged
 from monai.utils import convert_to_tensor
 from PIL import Image
 from torch import nn
@@ -45,6 +46,7 @@ from condseg_monai.inference.transforms import ApplyOperatingPointd, output_stem
 from condseg_monai.inference.utils import load_model_weights
 from condseg_monai.metrics.detection import OperatingPoint
 from condseg_monai.networks.nets.condseg import ConDSegOutput
+from condseg_monai.transforms.loading import LoadImageRGBd
 from condseg_monai.transforms.readers import InvalidInputError
 from condseg_monai.visualize import GREEN, RED, overlay_contours
 
@@ -56,6 +58,7 @@ __all__ = [
     "VideoInferenceRunner",
     "alarm_runs",
     "draw_overlay",
+    "frame_transforms",
     "iter_video_frames",
     "open_video",
     "temporal_filter",
@@ -426,6 +429,22 @@ def video_output_paths(video: str | os.PathLike, output_dir: str | os.PathLike) 
 # ----------------------------------------------------------------------------------------------------- runner
 
 
+def frame_transforms(preprocessing: Callable[[dict], dict]) -> Callable[[dict], dict]:
+    """The image path's ``preprocessing`` without its file loaders, for frames that arrive decoded.
+
+    Args:
+        preprocessing: a ``Compose`` (the loaders, :class:`~condseg_monai.transforms.LoadImageRGBd` or MONAI's
+            ``LoadImaged``, are dropped by type) or any other callable (returned as it is).
+
+    Returns:
+        a ``Compose`` of the remaining transforms, or ``preprocessing`` itself.
+    """
+    if not isinstance(preprocessing, Compose):
+        return preprocessing
+    kept = [t for t in preprocessing.transforms if not isinstance(t, (LoadImageRGBd, LoadImaged))]
+    return Compose(kept)
+
+
 class VideoInferenceRunner:
     """Segment every frame of videos with the bundle's network, inferer and operating point; write the reports.
 
@@ -451,7 +470,9 @@ class VideoInferenceRunner:
     Args:
         network: the segmentation network (``(B, 3, S, S)`` -> logits ``(B, 1, S, S)`` or ``(B, 4, 1, S, S)``).
         inferer: e.g. :class:`~condseg_monai.inferers.ConDSegInferer` (returns probabilities).
-        preprocessing: dict transform on ``{"image": (3, H, W) float in [0, 1]}`` giving ``(3, S, S)``.
+        preprocessing: the image path's ``preprocessing`` (its file loaders are left out, see
+            :func:`frame_transforms`), or any dict transform on ``{"image": (3, H, W) float in [0, 1]}`` giving
+            ``(3, S, S)``.
         operating_point: threshold and min_area of the model.
         output_dir: output folder.
         ckpt_path: weights loaded into ``network`` before the first video (``None``: already loaded).
@@ -493,7 +514,7 @@ class VideoInferenceRunner:
     ) -> None:
         self.network = network
         self.inferer = inferer
-        self.preprocessing = preprocessing
+        self.preprocessing = frame_transforms(preprocessing)
         self.operating_point = operating_point
         self.output_dir = Path(output_dir)
         self.ckpt_path = ckpt_path

@@ -431,3 +431,17 @@ def test_runner_rejects_bad_fps_and_uses_it_when_the_input_has_none(tmp_path: Pa
     with pytest.raises(ValueError, match="`video_fps`"):
         VideoInferenceRunner(**common, video_fps=float("nan"))
     assert VideoInferenceRunner(**common, video_fps=12.5).default_fps == 12.5
+
+
+def test_frame_transforms_drop_the_file_loader_by_type() -> None:
+    from monai.transforms import Compose, EnsureTyped, LoadImaged, Resized
+
+    from condseg_monai.inference.video import frame_transforms
+    from condseg_monai.transforms import LoadImageRGBd
+
+    resize = Resized("image", spatial_size=(8, 8))
+    typed = EnsureTyped("image")
+    kept = frame_transforms(Compose([LoadImageRGBd("image"), resize, LoadImaged("image"), typed])).transforms
+    assert list(kept) == [resize, typed]
+    plain = lambda d: d  # noqa: E731
+    assert frame_transforms(plain) is plain
