@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 import torch
 from monai.bundle import run as bundle_run
+from monai.transforms import Compose, EnsureTyped, LoadImaged, Resized
 from PIL import Image
 
 from condseg_monai.inference import (
@@ -36,7 +37,9 @@ from condseg_monai.inference import (
     open_video,
     temporal_filter,
 )
+from condseg_monai.inference.video import frame_transforms
 from condseg_monai.metrics.detection import OperatingPoint
+from condseg_monai.transforms import LoadImageRGBd
 from condseg_monai.transforms.readers import InvalidInputError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -434,11 +437,6 @@ def test_runner_rejects_bad_fps_and_uses_it_when_the_input_has_none(tmp_path: Pa
 
 
 def test_frame_transforms_drop_the_file_loader_by_type() -> None:
-    from monai.transforms import Compose, EnsureTyped, LoadImaged, Resized
-
-    from condseg_monai.inference.video import frame_transforms
-    from condseg_monai.transforms import LoadImageRGBd
-
     resize = Resized("image", spatial_size=(8, 8))
     typed = EnsureTyped("image")
     kept = frame_transforms(Compose([LoadImageRGBd("image"), resize, LoadImaged("image"), typed])).transforms
