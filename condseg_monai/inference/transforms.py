@@ -207,7 +207,9 @@ class ApplyOperatingPointd(MapTransform):
         for key in self.key_iterator(d):
             prob = d[key]
             score = float(detection_score(prob, op.min_area)[0])
-            mask = prob > op.threshold
+            # float64: a float32 comparison would round the threshold to the nearest float32 and so move pixels that
+            # lie between the two across it (the evaluation and the decision compare with the exact threshold)
+            mask = prob.double() > op.threshold
             present = score > op.threshold
             area = float(mask.float().mean())
             if not present and self.clear_below_min_area:

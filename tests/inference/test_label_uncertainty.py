@@ -116,7 +116,7 @@ def test_cli_writes_the_folder(source: Path, capsys: pytest.CaptureFixture) -> N
 
 
 def test_generated_pipeline_thresholds_sigmoid_of_the_uncertainty_channel(source: Path, tmp_path: Path) -> None:
-    """Run the generated inference.json as MONAI Label does; ``pred`` must be ``sigmoid(channel 3) >= threshold``."""
+    """Run the generated inference.json as MONAI Label does; ``pred`` must be ``sigmoid(channel 3) > threshold``."""
     size = 32
     rng = np.random.default_rng(0)
     picture = tmp_path / "frame.png"
@@ -130,7 +130,7 @@ def test_generated_pipeline_thresholds_sigmoid_of_the_uncertainty_channel(source
     # a threshold halfway between two neighbouring values near the median: both labels occur and no value ties
     values = np.unique(unc)
     threshold = float((values[len(values) // 2 - 1] + values[len(values) // 2]) / 2)
-    expected = (unc >= threshold).astype(np.uint8)
+    expected = (unc > threshold).astype(np.uint8)
     assert 0 < expected.sum() < expected.size
 
     out = make_uncertainty_bundle(source, source.parent / "unc", threshold=threshold)
