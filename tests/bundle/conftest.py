@@ -4,8 +4,7 @@
 
 Most tests replace ConDSeg by a 1x1 convolution "red detector" (logit = 20 * red - 10, so the predicted mask is
 exactly ``red > 0.5``): its outputs are known by hand, which makes orientation and metric checks exact and fast.
-A small ConDSeg (``feature_size=16, num_heads=2``) is used where the real network is the point. Both
-checkpoints (``detector_ckpt``, ``small_ckpt``) are fixtures of ``tests/conftest.py``.
+A small ConDSeg (``feature_size=16, num_heads=2``) is used where the real network is the point.
 """
 
 from __future__ import annotations
@@ -67,6 +66,25 @@ def _single_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="session")
+def detector_ckpt(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """State dict of the red detector: ``Conv2d(3, 1, 1)`` with weight (20, 0, 0) and bias -10."""
+    path = tmp_path_factory.mktemp("ckpt") / "detector.pt"
+    torch.save({"weight": torch.tensor([20.0, 0.0, 0.0]).reshape(1, 3, 1, 1), "bias": torch.tensor([-10.0])}, path)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def small_ckpt(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Untrained small ConDSeg (``feature_size=16, num_heads=2``) as a plain state dict."""
+    from condseg_monai.networks import ConDSeg
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ckpt") / "small.pt"
+    torch.save(ConDSeg(**SMALL).state_dict(), path)
+    return str(path)
 
 
 @pytest.fixture(scope="session")

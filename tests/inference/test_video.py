@@ -135,6 +135,23 @@ def _is_red(pixel: np.ndarray) -> bool:
     return pixel[0] > 180 and pixel[1] < 80 and pixel[2] < 80
 
 
+@pytest.fixture(scope="module")
+def detector_ckpt(tmp_path_factory: pytest.TempPathFactory) -> str:
+    path = tmp_path_factory.mktemp("ckpt") / "detector.pt"
+    torch.save({"weight": torch.tensor([20.0, 0.0, 0.0]).reshape(1, 3, 1, 1), "bias": torch.tensor([-10.0])}, path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def small_ckpt(tmp_path_factory: pytest.TempPathFactory) -> str:
+    from condseg_monai.networks import ConDSeg
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ckpt") / "small.pt"
+    torch.save(ConDSeg(**SMALL).state_dict(), path)
+    return str(path)
+
+
 # ------------------------------------------------------------------------------------------ temporal filter
 
 
