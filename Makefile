@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP_INSTALL := $(PY) -m pip install -q -c constraints.txt
 RUN_DIR ?= runs/demo
 
-.PHONY: help venv test lint demo bench bench-accuracy bench-label-efficiency bench-active-learning clean label-test
+.PHONY: help venv test lint demo bench bench-accuracy bench-label-efficiency bench-active-learning bench-colonoscopy bench-video clean label-test
 
 help:
 	@echo "make demo   - train Stage 1 + Stage 2 on the built-in demo data and run inference (CPU, minutes)"
@@ -14,6 +14,8 @@ help:
 	@echo "make bench-accuracy - fixed-budget accuracy: ConDSeg against MONAI baselines on Kvasir-SEG (bench/accuracy.py, ~2 h on 2 CPU cores)"
 	@echo "make bench-label-efficiency - 10 / 25 % labels: supervised vs semi-supervised vs all labels on Kvasir-SEG at 64 px (bench/label_efficiency.py, ~10 h on 1-2 threads)"
 	@echo "make bench-active-learning - uncertainty vs random annotation rounds and failure detection of the scores, ConDSeg on Kvasir-SEG at 64 px (bench/active_learning.py, ~1.5 h on 1 thread)"
+	@echo "make bench-colonoscopy - per-frame sensitivity / specificity on CVC-ClinicDB and polyp-free frames, negatives, temporal filter (bench/colonoscopy.py, hours on 2 CPU cores)"
+	@echo "make bench-video - frames per second of video inference at 128 and 256 px (bench/video_throughput.py)"
 	@echo "make label-test - MONAI Label 0.8.5 contract test against a real server (own env, ~5 min cold build)"
 
 $(VENV)/.installed: pyproject.toml constraints.txt
@@ -93,6 +95,19 @@ bench-label-efficiency: venv
 	$(LE_CONDSEG_1500) --out $(LABEL_EFF_DIR)/condseg64_1500_semi_m05 --threads 2 --ema-momentum 0.05 --arms semi
 	$(LE_CONDSEG_1500) --out $(LABEL_EFF_DIR)/condseg64_1500_semi_m05_w0 --threads 2 --ema-momentum 0.05 --arms semi \
 		--unsup-weight 0
+
+# Colonoscopy as it is (docs/benchmarks.md): Kvasir-trained models on CVC-ClinicDB and polyp-free frames, with and
+# without negatives, calibrated operating point, temporal filter on videos. Needs ../shared/data; resumable.
+COLON_DIR ?= runs/colonoscopy
+bench-colonoscopy: venv
+	$(PY) bench/colonoscopy.py data --out $(COLON_DIR)
+	$(PY) bench/colonoscopy.py train --out $(COLON_DIR) --arms sup sup_neg semi
+	$(PY) bench/colonoscopy.py evaluate --out $(COLON_DIR)
+	$(PY) bench/colonoscopy.py temporal --out $(COLON_DIR)
+
+# frames per second of the bundle's video inference on this machine (docs/benchmarks.md)
+bench-video: venv
+	$(PY) bench/video_throughput.py --sizes 128 256 --frames 40 --threads 2
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache
