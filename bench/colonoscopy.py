@@ -332,7 +332,7 @@ def report(out: Path, arms: Sequence[str]) -> dict[str, Any]:
             out / "eval" / arm / "default" / "cvc"
         ).is_dir():
             r["roc"] = roc_points(out, arm)
-        if (out / "video" / arm / "cvc").is_dir() and (out / "video" / arm / "polyp_free").is_dir():
+        if all((out / "video" / arm / n / f"{n}_frames.csv").is_file() for n in ("cvc", "polyp_free")):
             r["temporal"] = _temporal_rows(out, arm)
         results["arms"][arm] = r
     (out / "results.json").write_text(json.dumps(results, indent=2))
