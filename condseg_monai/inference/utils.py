@@ -25,6 +25,7 @@ __all__ = [
     "is_image_file",
     "is_video_file",
     "list_input_images",
+    "list_input_videos",
     "list_inputs",
     "load_model_weights",
     "require_file",
@@ -95,6 +96,17 @@ def list_input_images(input_path: str | Path | None, key: str = "image", setting
 def is_video_file(path: str | Path) -> bool:
     """Whether ``path`` has a supported video suffix (:data:`VIDEO_SUFFIXES`, case-insensitive)."""
     return str(path).lower().endswith(VIDEO_SUFFIXES)
+
+
+def list_input_videos(input_path: str | Path | None, video_key: str = "video") -> list[dict]:
+    """The video items of ``input_path`` (:func:`list_inputs`), or none when ``input_path`` is unset.
+
+    An unset ``input_path`` is not an error here: a run may give its images as ``datalist`` instead (``make demo``
+    does), and then has no video; without either, the image path reports the missing ``input_path``.
+    """
+    if input_path is None or str(input_path).strip() == "":
+        return []
+    return list_inputs(input_path, video_key=video_key)["videos"]
 
 
 def list_inputs(

@@ -70,6 +70,20 @@ def test_folder_of_png_and_jpg_keeps_size_and_orientation(tmp_path: Path, draw, 
     assert json.loads((tmp_path / "out" / "failures.json").read_text())["num_failed"] == 0
 
 
+def test_datalist_given_instead_of_input_path(tmp_path: Path, draw, detector_ckpt: str) -> None:
+    """``make demo`` gives the images as ``--datalist`` without ``input_path``: no video is looked for, images run."""
+    box = draw.box(40, 72, 4, 20, 44, 68)
+    picture = draw.rgb(tmp_path / "wide.png", box)
+    _infer(
+        datalist=[{"image": str(picture)}],
+        output_dir=str(tmp_path / "out"),
+        ckpt_path=detector_ckpt,
+        network_def=DETECTOR,
+        image_size=32,
+    )
+    assert _iou(np.asarray(Image.open(tmp_path / "out" / "wide_mask.png")) > 0, box) > 0.8
+
+
 def test_nifti_input_gives_nifti_mask_with_the_same_affine(tmp_path: Path, draw, detector_ckpt: str) -> None:
     inp = tmp_path / "in"
     inp.mkdir()
