@@ -106,11 +106,16 @@ def list_input_videos(input_path: str | Path | None, video_key: str = "video") -
     """
     if input_path is None or str(input_path).strip() == "":
         return []
-    return list_inputs(input_path, video_key=video_key)["videos"]
+    # the image side (``inputs`` in inference.json) lists the same folder and names the ignored files once
+    return list_inputs(input_path, video_key=video_key, log_ignored=False)["videos"]
 
 
 def list_inputs(
-    input_path: str | Path | None, image_key: str = "image", video_key: str = "video", setting: str = "input_path"
+    input_path: str | Path | None,
+    image_key: str = "image",
+    video_key: str = "video",
+    setting: str = "input_path",
+    log_ignored: bool = True,
 ) -> dict[str, list[dict]]:
     """Split ``input_path`` into image items and video items: a single file, or the files directly in a folder.
 
@@ -125,6 +130,7 @@ def list_inputs(
         image_key: the data-dict key of an image path.
         video_key: the data-dict key of a video path.
         setting: name of the config setting, used in error messages.
+        log_ignored: name the skipped files in the log.
 
     Returns:
         ``{"images": [{image_key: absolute path}, ...], "videos": [{video_key: absolute path}, ...]}``.
@@ -151,7 +157,7 @@ def list_inputs(
     images = [p for p in visible if is_image_file(p.name)]
     videos = [p for p in visible if is_video_file(p.name)]
     ignored = [p.name for p in visible if not (is_image_file(p.name) or is_video_file(p.name))]
-    if ignored:
+    if ignored and log_ignored:
         logger.info(
             "ignoring %d file(s) in '%s' that are not images (%s) or videos (%s): %s",
             len(ignored),

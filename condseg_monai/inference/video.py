@@ -667,7 +667,7 @@ class VideoInferenceRunner:
         mask = torch.zeros(h, w, dtype=torch.bool)
         if d["polyp_present"]:
             full = F.interpolate(prob[None], size=(h, w), mode="bilinear", align_corners=False)[0, 0]
-            mask = full > self.operating_point.threshold
+            mask = full.double() > self.operating_point.threshold  # float64, as ApplyOperatingPointd compares
         picture = torch.from_numpy(frame.image).permute(2, 0, 1).float().div_(255.0)
         self._overlay(state, w, h).write(draw_overlay(picture, mask, alarm))
         if self.save_masks:
