@@ -27,7 +27,8 @@ from monai.engines import SupervisedTrainer
 from monai.utils import CommonKeys as Keys
 from monai.utils import convert_to_tensor
 
-from condseg_monai.losses.semi_supervised import mask_logits, sigmoid_rampup
+from condseg_monai.engines.schedules import IterationStateScheduler, UnsupervisedWeightRampup
+from condseg_monai.losses.semi_supervised import mask_logits
 from condseg_monai.transforms.mixing import BidirectionalCopyPaste
 
 __all__ = ["SemiSupervisedTrainer", "load_unlabeled", "make_trainer"]
@@ -41,7 +42,10 @@ class SemiSupervisedTrainer(SupervisedTrainer):
     Per iteration: the labeled batch goes through ``inferer`` and ``loss_function`` exactly as in
     ``SupervisedTrainer``; ``unlabeled_ratio`` batches are drawn from ``unlabeled_data_loader`` (cycled endlessly)
     and concatenated; the total loss is ``L_sup + w(t) L_unsup`` with
-    ``w(t) = unsupervised_weight * sigmoid_rampup(iteration, rampup_iterations)``. The unlabeled views go
+    ``w(t) = unsupervised_weight * sigmoid_rampup(t, rampup_iterations)``, ``t`` the trainer iteration. ``w(t)`` is
+    an engine-state parameter: an :class:`~condseg_monai.engines.IterationStateScheduler` (ignite's
+    ``LambdaStateScheduler`` indexed by ``engine.state.iteration``, so resuming continues the ramp) sets
+    ``engine.state.unsup_weight`` at every ``ITERATION_STARTED`` and the step reads it. The unlabeled views go
     through ``network`` directly (one forward pass per view, so BatchNorm sees each view's own statistics):
 
     * ``teacher=None`` (Stage-1 mode): ``L_unsup = unsupervised_loss(network(strong_augment(x_u)), network(x_u))``
@@ -150,6 +154,8 @@ class SemiSupervisedTrainer(SupervisedTrainer):
         )
         self._unlabeled_iter: Iterator | None = None
         self._unlabeled_passes = 0
+        self.unsupervised_weight_schedule = UnsupervisedWeightRampup(self.unsupervised_weight, self.rampup_iterations)
+        IterationStateScheduler(self.unsupervised_weight_schedule, "unsup_weight", create_new=True).attach(self)
         if teacher is not None and sync_teacher_at_start:
             # registered after the train handlers, so it runs after their checkpoint loaders at STARTED
             self.add_event_handler(Events.STARTED, self._sync_teacher)
@@ -232,7 +238,7 @@ class SemiSupervisedTrainer(SupervisedTrainer):
     def current_unsupervised_weight(self, iteration: int | None = None) -> float:
         """``unsupervised_weight * sigmoid_rampup(iteration, rampup_iterations)`` (default: the current iteration)."""
         it = self.state.iteration if iteration is None else iteration
-        return self.unsupervised_weight * sigmoid_rampup(it, self.rampup_iterations)
+        return self.unsupervised_weight_schedule(it)
 
     def _iteration(self, engine: SupervisedTrainer, batchdata: dict[str, torch.Tensor]) -> dict:
         unlabeled = self.draw_unlabeled()
@@ -242,7 +248,9 @@ class SemiSupervisedTrainer(SupervisedTrainer):
             # called by SupervisedTrainer inside its autocast region, after the labeled forward pass
             sup = supervised(pred, target).mean()
             unsup = self.unsupervised_step(unlabeled, engine.state.output[Keys.IMAGE], target).mean()
-            weight = self.current_unsupervised_weight()
+            # set at ITERATION_STARTED by the weight schedule; computed here when the step runs outside an engine run
+            weight = getattr(engine.state, "unsup_weight", None)
+            weight = self.current_unsupervised_weight() if weight is None else float(weight)
             fraction = getattr(self.unsupervised_loss, "confident_fraction", None)
             fraction = torch.ones(()) if fraction is None else torch.as_tensor(fraction).detach().float()
             engine.state.output.update(

@@ -7,25 +7,25 @@ its name, type, bounds and meaning, and whether the two-stage run (``configs/bot
 both stages. The *values* (the defaults) live in ``train.json`` only, so no default is written twice: every
 field here is required.
 
-``train.json`` builds its ``settings`` component from its top-level keys (one ``"name": "@name"`` line per
-setting; MONAI config expressions can only see the keys they name) and resolves it first in ``initialize``;
-``configs/both_stages.json`` passes ``@settings.shared_values()`` on to the stages. A setting missing from that
-component fails every run at start (pydantic's "Field required", naming the key), so a setting cannot be left
-unvalidated; ``tests/engines/test_settings.py`` checks that the component, the top-level keys and the fields
-agree.
+``train.json`` validates them first in ``initialize`` (its ``settings`` key,
+``"$condseg_monai.engines.config_settings()"``): :func:`config_settings` reads every field of
+:class:`TrainingSettings` by name from the config being run, so a setting cannot be left unvalidated and no list of
+names is written twice. ``configs/both_stages.json`` passes ``@settings.shared_values()`` on to the stages.
 """
 
 from __future__ import annotations
 
+import inspect
 import os
 import re
 from typing import Any, Literal
 
+from monai.bundle import ConfigParser, ReferenceResolver
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from condseg_monai.data.datalist import read_datalist
 
-__all__ = ["TrainingSettings", "check_training_settings"]
+__all__ = ["TrainingSettings", "check_training_settings", "config_settings", "settings_from_config"]
 
 _DEVICE = re.compile(r"^(cpu|cuda(:\d+)?|mps)$")
 _STAGE_SPECIFIC = {"shared": False}  # set per stage by configs/stage{1,2}.json or both_stages.json's per-stage keys
@@ -89,6 +89,7 @@ class TrainingSettings(BaseModel):
     # semi-supervised training (docs/training.md, "Semi-supervised training")
     semi_supervised: bool = Field(description="also train on the datalist's unlabeled images")
     ema_decay: float = Field(gt=0, lt=1, description="mean-teacher EMA decay")
+    ema_warmup: bool = Field(description="teacher decay min(1 - 1/(t+1), ema_decay) at step t; false: constant")
     confidence_threshold: float = Field(ge=0.5, le=1, description="pseudo-label confidence")
     unsupervised_weight: float = Field(ge=0, description="weight of the unlabeled loss after the ramp-up")
     rampup_epochs: float | None = Field(ge=0, description="sigmoid ramp-up length; null: 20 % of max_epochs")
@@ -199,9 +200,55 @@ def check_training_settings(**settings: Any) -> TrainingSettings:
             if err["type"] == "extra_forbidden":
                 msg = "unknown setting"
             if err["type"] == "missing":
-                lines.append(f"  - `{key}`: missing (add it to train.json's `settings`)")
+                lines.append(f"  - `{key}`: missing (define it in train.json)")
             elif key == "config":
                 lines.append(f"  - {msg}")
             else:
                 lines.append(f"  - `{key}` = {err.get('input')!r}: {msg}")
         raise ValueError("invalid training configuration:\n" + "\n".join(lines)) from None
+
+
+def settings_from_config(config: ConfigParser | ReferenceResolver) -> TrainingSettings:
+    """Validate the settings of a parsed bundle config: every field of :class:`TrainingSettings`, read by name.
+
+    Args:
+        config: the workflow's ``ConfigParser`` (e.g. ``ConfigWorkflow.parser``), or the ``ReferenceResolver``
+            that resolves its items.
+
+    Returns:
+        the validated settings.
+
+    Raises:
+        ValueError: as :func:`check_training_settings`; a field the config does not define is reported missing.
+    """
+    resolver = config.ref_resolver if isinstance(config, ConfigParser) else config
+    values = {
+        name: resolver.get_resolved_content(name) for name in TrainingSettings.model_fields if name in resolver.items
+    }
+    return check_training_settings(**values)
+
+
+def config_settings() -> TrainingSettings:
+    """:func:`settings_from_config` of the bundle config whose expression calls it (``train.json``'s ``settings``).
+
+    A MONAI config expression only sees the items it names; this helper finds the ``ReferenceResolver`` that is
+    evaluating it (the innermost one on the call stack, so a stage workflow run inside ``configs/both_stages.json``
+    validates its own config) and reads every setting from it by name.
+
+    Raises:
+        RuntimeError: called outside the evaluation of a MONAI bundle config.
+        ValueError: as :func:`check_training_settings`.
+    """
+    frame = inspect.currentframe()
+    try:
+        while frame is not None:
+            resolver = frame.f_locals.get("self")
+            if isinstance(resolver, ReferenceResolver):
+                return settings_from_config(resolver)
+            frame = frame.f_back
+    finally:
+        del frame
+    raise RuntimeError(
+        "config_settings() reads the settings of the MONAI bundle config that evaluates it: call it from a config "
+        "expression (train.json's `settings`), or call settings_from_config(parser) from Python."
+    )

@@ -8,18 +8,39 @@ import gc
 import logging
 import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from monai.bundle import ConfigWorkflow
 
 from condseg_monai.files import atomic_write_json
 
-__all__ = ["STAGE_COMPLETED", "run_stages"]
+__all__ = ["REPOSITORY", "STAGE_COMPLETED", "find_config", "run_stages"]
 
 logger = logging.getLogger(__name__)
 
 # written into a stage's resume folder when the stage has finished; removed when a stage (re)starts
 STAGE_COMPLETED = "stage_completed.json"
+# the repository folder holding this package (bundle/configs/, configs/), where relative config paths are found
+REPOSITORY = Path(__file__).resolve().parents[2]
+
+
+def find_config(path: str | os.PathLike, search_dirs: Sequence[str | os.PathLike] = ()) -> str:
+    """The config file ``path`` names: as given (absolute, or relative to the working directory), else relative to
+    each of ``search_dirs``, else relative to the :data:`REPOSITORY` (where ``configs/both_stages.json`` names
+    ``bundle/configs/train.json``, ``configs/stage1.json``, ...), so the two-stage run works from any folder.
+
+    Raises:
+        FileNotFoundError: no such file in any of those places (all named).
+    """
+    candidates = [Path(path)]
+    if not candidates[0].is_absolute():
+        candidates += [Path(folder) / path for folder in [*search_dirs, REPOSITORY]]
+    for candidate in candidates:
+        if candidate.is_file():
+            return os.fspath(candidate)
+    tried = ", ".join(repr(os.fspath(c)) for c in dict.fromkeys(candidates))
+    raise FileNotFoundError(f"config file not found: {os.fspath(path)!r} (looked for {tried})")
 
 
 def _is_main_rank() -> bool:
@@ -36,6 +57,7 @@ def run_stages(
     shared: Mapping[str, Any] | None = None,
     per_stage: Sequence[Mapping[str, Any] | None] | None = None,
     overlays: Sequence[str | os.PathLike] = (),
+    search_dirs: Sequence[str | os.PathLike] = (),
 ) -> list[str]:
     """Run ``[base_config, stage_config, *overlays]`` workflows in order (Stage 1 then Stage 2).
 
@@ -54,6 +76,8 @@ def run_stages(
         shared: settings passed to every stage (``None`` values are dropped so stage defaults apply).
         per_stage: optional settings per stage, same order as ``stage_configs`` (``None`` values dropped).
         overlays: config files merged on top of every stage (e.g. ``bundle/configs/multi_gpu_train.json``).
+        search_dirs: folders where relative config paths (and ``meta_file``) are looked for when they are not
+            relative to the working directory; the repository folder is always looked in last (:func:`find_config`).
 
     With ``resume`` set (``--resume true``) the run continues from the last completed stage: a stage that
     finished (its resume folder holds :data:`STAGE_COMPLETED`) is skipped, the first unfinished stage resumes from
@@ -63,15 +87,16 @@ def run_stages(
     Returns:
         the best-checkpoint path of each stage, as reported by the stage's ``ckpt_dir``.
     """
+    base_config = find_config(base_config, search_dirs)
+    stage_configs = [find_config(path, search_dirs) for path in stage_configs]
+    overlays = [find_config(path, search_dirs) for path in overlays]
+    meta_file = None if meta_file is None else find_config(meta_file, search_dirs)
     per_stage = list(per_stage or [None] * len(stage_configs))
     if len(per_stage) != len(stage_configs):
         raise ValueError(f"per_stage has {len(per_stage)} entries for {len(stage_configs)} stage configs.")
     checkpoints = []
     for i, (stage_config, extra) in enumerate(zip(stage_configs, per_stage), start=1):
         files = [base_config, stage_config, *overlays]
-        for path in files:
-            if not os.path.isfile(path):
-                raise FileNotFoundError(f"config file not found: {os.fspath(path)!r}")
         override = {k: v for k, v in {**(shared or {}), **(extra or {})}.items() if v is not None}
         logger.info(f"=== stage {i}/{len(stage_configs)}: {os.fspath(stage_config)} ===")
 

@@ -13,7 +13,7 @@ import pytest
 from bundle_runner import BOTH_STAGES_JSON, REPO, STAGE1_JSON, STAGE2_JSON, TRAIN_JSON
 from monai.bundle import ConfigParser
 
-from condseg_monai.engines import TrainingSettings, check_training_settings
+from condseg_monai.engines import TrainingSettings, check_training_settings, config_settings, settings_from_config
 
 FIELDS = list(TrainingSettings.model_fields)
 STAGE_CONFIGS = (STAGE1_JSON, STAGE2_JSON)
@@ -54,11 +54,26 @@ def test_demo_settings_only_for_the_demo_data(tmp_path: Path) -> None:
     assert not (tmp_path / "label" / "demo_data").exists()  # nothing generated for a MONAI Label fine-tune
 
 
-def test_settings_component_passes_every_field_by_name() -> None:
-    settings = _json(TRAIN_JSON)["settings"]
-    assert settings.pop("_target_") == "condseg_monai.engines.check_training_settings"
-    assert list(settings) == FIELDS
-    assert all(value == f"@{name}" for name, value in settings.items())
+def test_settings_are_read_from_the_config_by_name(tmp_path: Path) -> None:
+    """train.json validates its settings first in `initialize`, reading every field by name from the config
+    being run (no list of names to keep in step): a field the config lacks is reported, a CLI value is seen."""
+    train = _json(TRAIN_JSON)
+    assert train["settings"] == "$condseg_monai.engines.config_settings()"
+    assert train["initialize"][0] == "$@settings"
+    parser = ConfigParser()
+    parser.read_config(str(TRAIN_JSON))
+    parser.update({"device": "cpu", "output_dir": str(tmp_path), "dropout_prob": 0.25})
+    settings = parser.get_parsed_content("settings")
+    assert isinstance(settings, TrainingSettings) and settings.dropout_prob == 0.25
+    assert settings_from_config(parser) == settings
+    config = {k: v for k, v in _json(TRAIN_JSON).items() if k != "dropout_prob"}
+    lacking = ConfigParser(config)
+    lacking.update({"device": "cpu", "output_dir": str(tmp_path)})
+    with pytest.raises(Exception) as info:  # noqa: PT011 - MONAI wraps the ValueError in a RuntimeError
+        lacking.get_parsed_content("settings")
+    assert "`dropout_prob`: missing" in str(info.value) + str(info.value.__cause__)
+    with pytest.raises(RuntimeError, match="call it from a config expression"):
+        config_settings()
 
 
 def test_every_field_is_a_train_json_key_and_every_literal_key_a_field() -> None:
