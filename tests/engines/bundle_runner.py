@@ -50,12 +50,14 @@ def bundle_cli(run_id: str, configs: list[Path], overrides: dict, cwd: Path = RE
     return args
 
 
-def run_bundle(run_id: str, configs: list[Path], overrides: dict, timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run the real ``monai.bundle`` entry point in a subprocess (as users do) and return the result."""
+def run_bundle(
+    run_id: str, configs: list[Path], overrides: dict, timeout: float = 600, cwd: Path = REPO
+) -> subprocess.CompletedProcess:
+    """Run the real ``monai.bundle`` entry point in a subprocess (as users do, from ``cwd``) and return the result."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
     return subprocess.run(
         bundle_cli(run_id, configs, overrides),
-        cwd=REPO,
+        cwd=cwd,
         env=env,
         capture_output=True,
         text=True,

@@ -126,13 +126,18 @@ def test_resume_restores_the_teacher(semi_two_stage_run: Path, semi_datalist: st
     assert isinstance(trainer, SemiSupervisedTrainer) and trainer.teacher is not None
     seen: dict[str, torch.Tensor] = {}
 
+    momenta: list[float] = []
+
     @trainer.on(Events.STARTED)
     def _teacher_at_start(engine) -> None:
         seen.update({k: v.detach().clone() for k, v in trainer.teacher.state_dict().items()})
 
+    trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: momenta.append(e.state.ema_momentum))
     wf.run()
     wf.finalize()
     assert trainer.state.epoch == 2
+    # the shipped warm-up continues from the restored iteration: updates 3 and 4 (2 iterations per epoch)
+    assert momenta == pytest.approx([1 / 3, 1 / 4])
     for key, value in saved["teacher"].items():
         torch.testing.assert_close(seen[key], value, msg=f"teacher {key} not restored")
 
@@ -173,6 +178,46 @@ def test_teacher_momentum_warm_up_override(tmp_path: Path, semi_datalist: str) -
     wf.run()
     wf.finalize()
     assert momenta == pytest.approx([0.5, 0.1])  # iteration 1: warm-up value; iteration 2 = warmup_iters: 1 - 0.9
+
+
+def test_shipped_teacher_warm_up(tmp_path: Path, semi_datalist: str) -> None:
+    """configs/semi_supervised.json as shipped (ema_warmup true, ema_decay 0.99): the momentum of the t-th teacher
+    update is max(1/t, 0.01), so after the first iteration the teacher is exactly the student."""
+    assert json.loads(SEMI_JSON.read_text())["ema_warmup"] is True
+    wf = _workflow(
+        [TRAIN_JSON, STAGE2_JSON, SEMI_JSON], datalist=semi_datalist, output_dir=str(tmp_path), **TINY_BASIC_UNET
+    )
+    wf.initialize()
+    trainer = wf.parser.get_parsed_content("train#trainer")
+    records: list[tuple[float, bool]] = []
+
+    @trainer.on(Events.ITERATION_COMPLETED)  # registered after the EMA handler: sees the updated teacher
+    def _record(engine) -> None:
+        teacher, student = trainer.teacher.state_dict(), trainer.network.state_dict()
+        records.append((engine.state.ema_momentum, all(torch.equal(teacher[k], student[k]) for k in student)))
+
+    wf.run()
+    wf.finalize()
+    assert [m for m, _ in records] == pytest.approx([1.0, 0.5])
+    assert records[0][1], "after iteration 1 the teacher is not the student"
+    assert not records[1][1]
+
+
+def test_constant_teacher_momentum_without_warm_up(tmp_path: Path, semi_datalist: str) -> None:
+    wf = _workflow(
+        [TRAIN_JSON, STAGE2_JSON, SEMI_JSON],
+        datalist=semi_datalist,
+        output_dir=str(tmp_path),
+        ema_warmup=False,
+        **TINY_BASIC_UNET,
+    )
+    wf.initialize()
+    trainer = wf.parser.get_parsed_content("train#trainer")
+    momenta: list[float] = []
+    trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: momenta.append(e.state.ema_momentum))
+    wf.run()
+    wf.finalize()
+    assert momenta == pytest.approx([0.01, 0.01])
 
 
 def test_semi_supervised_without_unlabeled_images_fails(tmp_path: Path, tiny_datalist: str) -> None:

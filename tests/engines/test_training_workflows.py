@@ -35,13 +35,23 @@ def _ok(result: subprocess.CompletedProcess) -> None:
 
 @pytest.fixture(scope="module")
 def two_stage_run(tmp_path_factory: pytest.TempPathFactory, tiny_datalist: str) -> Path:
-    """Both stages in one command through configs/both_stages.json (the documented two-stage run)."""
+    """Both stages in one command through configs/both_stages.json (the documented two-stage run), started from a
+    folder outside the repository: both_stages.json names its stage configs relative to the repository."""
     out = tmp_path_factory.mktemp("two_stage")
+    elsewhere = tmp_path_factory.mktemp("another_cwd")
     overrides = {k: v for k, v in FAST.items() if k not in ("max_epochs", "batch_size")}
     overrides.update(datalist=tiny_datalist, output_dir=out, stage1_max_epochs=1, stage2_max_epochs=1)
     overrides.update(stage1_batch_size=2, stage2_batch_size=2)
-    _ok(run_bundle("training", [TRAIN_JSON, BOTH_STAGES_JSON], overrides))
+    _ok(run_bundle("training", [TRAIN_JSON, BOTH_STAGES_JSON], overrides, cwd=elsewhere))
+    (out / "cwd.txt").write_text(str(elsewhere))
     return out
+
+
+def test_two_stage_run_from_another_folder(two_stage_run: Path) -> None:
+    """The fixture's run started outside the repository (no configs/ there) and ran both stages."""
+    cwd = Path((two_stage_run / "cwd.txt").read_text())
+    assert REPO not in [cwd, *cwd.parents] and not (cwd / "configs").exists()
+    assert (two_stage_run / "stage1" / "model.pt").is_file() and (two_stage_run / "stage2" / "model.pt").is_file()
 
 
 def test_two_stage_run_writes_both_stages(two_stage_run: Path) -> None:
