@@ -125,6 +125,57 @@ def test_no_import_cycle() -> None:
     assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
 
 
+def _reaches(graph: dict[str, set[str]], start: str) -> set[str]:
+    """Every package module ``start`` imports, directly or through others."""
+    seen: set[str] = set()
+    todo = [start]
+    while todo:
+        for target in graph.get(todo.pop(), set()) - seen:
+            seen.add(target)
+            todo.append(target)
+    return seen
+
+
+def test_evaluation_pieces_live_below_inference() -> None:
+    # docs/architecture.md, "Where each concern lives": corruptions are transforms, failure-tolerant loading is data,
+    # per-image and uncertainty scores are metrics, report writers sit beside files.py, the MONAI Label entry
+    # generator is in the app; none of them (nor the handlers that use them) depends on the inference jobs
+    modules = _modules()
+    graph = _import_graph(modules)
+    homes = [
+        f"{PACKAGE}.transforms.corruptions",
+        f"{PACKAGE}.data.failures",
+        f"{PACKAGE}.reports",
+        f"{PACKAGE}.metrics.evaluation",
+        f"{PACKAGE}.metrics.uncertainty_scores",
+        f"{PACKAGE}.metrics.scoring",
+        f"{PACKAGE}.apps.monailabel.uncertainty_bundle",
+        f"{PACKAGE}.handlers.evaluation_report",
+        f"{PACKAGE}.handlers.failures",
+        f"{PACKAGE}.networks.nets.condseg",
+    ]
+    for module in homes:
+        assert module in modules, module
+        inference = sorted(m for m in _reaches(graph, module) if m.startswith(f"{PACKAGE}.inference"))
+        assert not inference, f"{module} imports {inference}"
+    # the graph is read from the real files: robustness corrupts with the transform, scores with the metric handlers
+    assert f"{PACKAGE}.transforms.corruptions" in graph[f"{PACKAGE}.inference.robustness"]
+    assert f"{PACKAGE}.handlers.paper_metric" in graph[f"{PACKAGE}.inference.robustness"]
+    assert f"{PACKAGE}.networks.nets.condseg" in graph[f"{PACKAGE}.metrics.scoring"]
+    moved = ("corruptions", "failures", "report", "evaluation", "uncertainty_scores", "label_uncertainty")
+    assert not [m for m in moved if f"{PACKAGE}.inference.{m}" in modules], "one home per concept"
+
+
+def test_inference_does_not_reexport_the_moved_names() -> None:
+    import condseg_monai.inference as inference
+
+    moved = {"CORRUPTIONS", "CorruptImaged", "FailureLog", "FailureTolerantLoader", "InputFailuresError"}
+    moved |= {"failure_record", "write_json", "write_csv", "markdown_table", "score_case", "summarize_cases"}
+    moved |= {"RESOLUTIONS", "uncertainty_scores", "SCORE_NAMES", "make_uncertainty_bundle"}
+    assert not moved & set(inference.__all__)
+    assert not [n for n in moved if hasattr(inference, n)]
+
+
 def _needs_monailabel(path: Path) -> bool:
     """Whether the module imports ``monailabel`` (the MONAI Label app, ``condseg_monai/apps/monailabel``)."""
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):

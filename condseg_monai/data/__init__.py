@@ -1,7 +1,7 @@
 # Copyright (c) condseg-monai contributors
 # Licensed under the Apache License, Version 2.0
 """ConDSeg data: datalists, raw-dataset preparation, datalist validation, the demo dataset, PNG writer, the
-training batch sampler with negatives."""
+training batch sampler with negatives, and the failure-tolerant loader that records unreadable inputs."""
 
 from __future__ import annotations
 
@@ -26,6 +26,15 @@ from condseg_monai.data.datalist import (
     write_datalist,
 )
 from condseg_monai.data.demo import generate_demo_dataset, is_demo_data, make_demo_pair
+from condseg_monai.data.failures import (
+    FAILURES_FILENAME,
+    FailureLog,
+    FailureTolerantLoader,
+    InputFailuresError,
+    collate_skipping_failures,
+    describe_failure,
+    failure_record,
+)
 from condseg_monai.data.image_writer import PILWriterHW
 from condseg_monai.data.prepare import (
     DATASETS,
@@ -41,6 +50,7 @@ from condseg_monai.data.sampler import NegativeBatchSampler, make_train_dataload
 
 __all__ = [
     "DATASETS",
+    "FAILURES_FILENAME",
     "IMAGE_EXTENSIONS",
     "MAX_AMBIGUOUS_FRACTION",
     "SPLITS",
@@ -48,6 +58,9 @@ __all__ = [
     "Datalist",
     "DatalistEntry",
     "DatasetSettings",
+    "FailureLog",
+    "FailureTolerantLoader",
+    "InputFailuresError",
     "NegativeBatchSampler",
     "PILWriterHW",
     "PrepareError",
@@ -58,6 +71,9 @@ __all__ = [
     "check_datalist",
     "check_image",
     "check_pair",
+    "collate_skipping_failures",
+    "describe_failure",
+    "failure_record",
     "generate_demo_dataset",
     "is_demo_data",
     "keep_labeled",

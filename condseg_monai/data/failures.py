@@ -23,7 +23,7 @@ from typing import Any
 from monai.data import DataLoader, list_data_collate
 from torch.utils.data import Dataset as TorchDataset
 
-from condseg_monai.inference.report import write_json
+from condseg_monai.reports import write_json
 from condseg_monai.transforms.readers import InvalidInputError
 
 __all__ = [

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from condseg_monai.inferers.consistency import ConsistencyInferer
-from condseg_monai.networks.nets.condseg import ConDSegOutput
+from condseg_monai.networks.nets.condseg import ConDSegOutput, condseg_mask
 
 __all__ = ["encoder_param_groups", "init_from_stage1", "resume_checkpoint_path", "scored_prediction", "training_state"]
 
@@ -28,11 +28,11 @@ def scored_prediction(pred: torch.Tensor) -> torch.Tensor:
     """
     if pred.ndim != 4:
         return pred
-    if pred.shape[0] == len(ConDSegOutput):
-        return pred[ConDSegOutput.MASK]
     if pred.shape[0] == 2:
         return pred[ConsistencyInferer.CLEAN]
-    raise ValueError(f"expected a (4, C, H, W) ConDSeg or (2, C, H, W) Stage-1 output, got {tuple(pred.shape)}.")
+    if pred.shape[0] != len(ConDSegOutput):
+        raise ValueError(f"expected a (4, C, H, W) ConDSeg or (2, C, H, W) Stage-1 output, got {tuple(pred.shape)}.")
+    return condseg_mask(pred, batched=False)
 
 
 def encoder_param_groups(network: torch.nn.Module, lr: float, encoder_lr: float) -> list[dict[str, Any]]:

@@ -15,9 +15,7 @@ import torch
 from ignite.engine import Engine, Events
 from monai.data import MetaTensor
 
-from condseg_monai.inference.evaluation import RESOLUTIONS, score_case, summarize_cases
-from condseg_monai.inference.failures import FailureLog
-from condseg_monai.inference.report import METRIC_LABELS, markdown_table, write_csv, write_json
+from condseg_monai.data.failures import FailureLog
 from condseg_monai.metrics.detection import (
     CALIBRATION_MIN_AREAS,
     DEFAULT_MIN_AREA,
@@ -27,7 +25,9 @@ from condseg_monai.metrics.detection import (
     predicted_area,
     summarize_detection,
 )
+from condseg_monai.metrics.evaluation import RESOLUTIONS, score_case, summarize_cases
 from condseg_monai.metrics.segmentation import ALL_METRIC_NAMES
+from condseg_monai.reports import METRIC_LABELS, markdown_table, write_csv, write_json
 from condseg_monai.transforms.loading import LoadMask
 
 __all__ = ["EvaluationReport"]
@@ -78,7 +78,7 @@ class EvaluationReport:
         pred_key / label_key / original_pred_key / original_label_key: data keys, see above.
         prefix: file-name prefix.
         print_table: print the markdown summary table to stdout at the end.
-        failure_log: the run's :class:`~condseg_monai.inference.FailureLog`; the summary then counts the cases
+        failure_log: the run's :class:`~condseg_monai.data.FailureLog`; the summary then counts the cases
             that could not be read (``num_failed``, listed in ``failures.json``) next to the scored ones.
         operating_point: threshold and minimum area of the frame-level decision (default: ``threshold`` and
             :data:`~condseg_monai.metrics.detection.DEFAULT_MIN_AREA`).

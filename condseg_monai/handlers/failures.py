@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ignite.engine import Engine, Events
 
-from condseg_monai.inference.failures import FailureLog
+from condseg_monai.data.failures import FailureLog
 
 __all__ = ["InputFailureHandler"]
 
@@ -18,9 +18,9 @@ logger = logging.getLogger(__name__)
 
 
 class InputFailureHandler:
-    """Write ``<output_dir>/failures.json`` from a :class:`~condseg_monai.inference.FailureLog` at ``COMPLETED``.
+    """Write ``<output_dir>/failures.json`` from a :class:`~condseg_monai.data.FailureLog` at ``COMPLETED``.
 
-    The log is filled by :class:`~condseg_monai.inference.FailureTolerantLoader` while the engine runs (each
+    The log is filled by :class:`~condseg_monai.data.FailureTolerantLoader` while the engine runs (each
     failure is logged as it happens). ``COMPLETED`` comes after ``EPOCH_COMPLETED``, so the file is written once
     every readable input was processed and the other reports exist. The file is written even when nothing
     failed, so that it never describes an earlier run. The handler does not stop the run: end it with

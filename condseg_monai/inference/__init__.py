@@ -1,19 +1,16 @@
 # Copyright (c) condseg-monai contributors
 # Licensed under the Apache License, Version 2.0
-"""Inference, evaluation and robustness tools used by the MONAI bundle (``bundle/configs``)."""
+"""Inference tools used by the MONAI bundle (``bundle/configs``): the operating point, the inference transforms,
+input listing, video inference and the robustness runner.
+
+The other evaluation pieces live with their kind (``docs/architecture.md``, "Package map"): corruptions in
+:mod:`condseg_monai.transforms`, failure-tolerant loading in :mod:`condseg_monai.data`, per-image scores and
+uncertainty scores in :mod:`condseg_monai.metrics`, report writers in :mod:`condseg_monai.reports` and the MONAI
+Label uncertainty entry in :mod:`condseg_monai.apps.monailabel.uncertainty_bundle`.
+"""
 
 from __future__ import annotations
 
-from condseg_monai.inference.corruptions import CORRUPTIONS, CorruptImaged, corrupt, corruption_parameter
-from condseg_monai.inference.evaluation import RESOLUTIONS, score_case, summarize_cases
-from condseg_monai.inference.failures import (
-    FAILURES_FILENAME,
-    FailureLog,
-    FailureTolerantLoader,
-    InputFailuresError,
-    collate_skipping_failures,
-    failure_record,
-)
 from condseg_monai.inference.operating_point import (
     OPERATING_POINT_SUFFIX,
     load_operating_point,
@@ -21,7 +18,6 @@ from condseg_monai.inference.operating_point import (
     resolve_operating_point,
     save_operating_point,
 )
-from condseg_monai.inference.report import markdown_table, write_csv, write_json
 from condseg_monai.inference.robustness import CLEAN, robustness_conditions, robustness_table, run_robustness
 from condseg_monai.inference.transforms import (
     PREDICTION_KINDS,
@@ -61,18 +57,11 @@ from condseg_monai.inference.video import (
 
 __all__ = [
     "CLEAN",
-    "CORRUPTIONS",
-    "FAILURES_FILENAME",
     "FRAME_COLUMNS",
     "IMAGE_SUFFIXES",
     "OPERATING_POINT_SUFFIX",
     "PREDICTION_KINDS",
-    "RESOLUTIONS",
     "ApplyOperatingPointd",
-    "CorruptImaged",
-    "FailureLog",
-    "FailureTolerantLoader",
-    "InputFailuresError",
     "OverlayVideoWriter",
     "SaveOverlayd",
     "SavePredictiond",
@@ -83,10 +72,6 @@ __all__ = [
     "VideoFrame",
     "VideoInferenceRunner",
     "alarm_runs",
-    "collate_skipping_failures",
-    "corrupt",
-    "corruption_parameter",
-    "failure_record",
     "is_image_file",
     "is_video_file",
     "iter_video_frames",
@@ -95,7 +80,6 @@ __all__ = [
     "list_inputs",
     "load_model_weights",
     "load_operating_point",
-    "markdown_table",
     "open_video",
     "operating_point_path",
     "output_stem",
@@ -105,13 +89,9 @@ __all__ = [
     "robustness_table",
     "run_robustness",
     "save_operating_point",
-    "score_case",
     "screen_eval_split",
     "select_eval_split",
     "skip_existing_outputs",
-    "summarize_cases",
     "temporal_filter",
     "video_output_paths",
-    "write_csv",
-    "write_json",
 ]

@@ -20,7 +20,7 @@ from monai.transforms import MapTransform, SaveImaged
 
 from condseg_monai.data.image_writer import PILWriterHW
 from condseg_monai.metrics.detection import OperatingPoint, detection_score
-from condseg_monai.networks.nets.condseg import ConDSegOutput
+from condseg_monai.networks.nets.condseg import ConDSegOutput, condseg_mask
 from condseg_monai.transforms.loading import LoadImageRGB
 from condseg_monai.transforms.readers import file_stem as output_stem  # output_stem: public here, the readers' rule
 from condseg_monai.transforms.readers import is_nifti
@@ -78,11 +78,12 @@ class SplitConDSegOutputd(MapTransform):
             out = d[key]
             if out.ndim != 4:  # (C, H, W): plain mask output
                 continue
-            if out.shape[0] != 4:
+            if out.shape[0] != len(ConDSegOutput):
                 raise ValueError(f"'{key}' has shape {tuple(out.shape)}: expected (4, C, H, W) or (C, H, W).")
             meta = dict(out.meta) if isinstance(out, MetaTensor) else {}
             ops = list(out.applied_operations) if isinstance(out, MetaTensor) else []
-            d[key] = MetaTensor(torch.as_tensor(out[ConDSegOutput.MASK]), meta=meta, applied_operations=ops)
+            mask = torch.as_tensor(condseg_mask(out, batched=False))
+            d[key] = MetaTensor(mask, meta=meta, applied_operations=ops)
             if self.uncertainty_key is not None:
                 unc = torch.as_tensor(out[ConDSegOutput.UNCERTAINTY])
                 d[self.uncertainty_key] = MetaTensor(unc, meta=dict(meta), applied_operations=list(ops))

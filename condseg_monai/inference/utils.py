@@ -15,7 +15,7 @@ from torch import nn
 
 from condseg_monai.data.checks import check_datalist
 from condseg_monai.data.datalist import load_datalist
-from condseg_monai.inference.failures import describe_failure, failure_record
+from condseg_monai.data.failures import describe_failure, failure_record
 from condseg_monai.inference.transforms import output_stem
 from condseg_monai.transforms.readers import IMAGE_SUFFIXES, is_nifti  # IMAGE_SUFFIXES: also public here
 
@@ -300,7 +300,7 @@ def screen_eval_split(
 
     Each image/mask pair is checked with :func:`condseg_monai.data.check_datalist` (exists, not empty, decodes
     completely, sizes agree, the mask is binarisable). A case with an error is left out of the evaluation and
-    returned as a :func:`~condseg_monai.inference.failure_record` (for the run's ``failures.json``), so one bad
+    returned as a :func:`~condseg_monai.data.failure_record` (for the run's ``failures.json``), so one bad
     file does not stop the evaluation of the others. Warnings are logged.
 
     Args:

@@ -11,7 +11,7 @@ The pieces, used by ``bundle/configs/inference.json`` (``video_runner``) and ``b
 * :class:`OverlayVideoWriter` and :func:`draw_overlay`: the human-readable overlay video, written atomically.
 * :class:`VideoInferenceRunner`: the per-video loop (batched frames -> network + inferer -> the model's
   operating point via :class:`~condseg_monai.inference.ApplyOperatingPointd` -> filter -> writers), recording
-  unreadable files and frames in the run's :class:`~condseg_monai.inference.FailureLog`.
+  unreadable files and frames in the run's :class:`~condseg_monai.data.FailureLog`.
 """
 
 from __future__ import annotations
@@ -39,13 +39,13 @@ from PIL import Image
 from torch import nn
 from tqdm.auto import tqdm
 
+from condseg_monai.data.failures import FailureLog, failure_record
 from condseg_monai.files import atomic_open
-from condseg_monai.inference.failures import FailureLog, failure_record
-from condseg_monai.inference.report import write_csv, write_json
 from condseg_monai.inference.transforms import ApplyOperatingPointd, output_stem
 from condseg_monai.inference.utils import load_model_weights
 from condseg_monai.metrics.detection import OperatingPoint
-from condseg_monai.networks.nets.condseg import ConDSegOutput
+from condseg_monai.networks.nets.condseg import condseg_mask
+from condseg_monai.reports import write_csv, write_json
 from condseg_monai.transforms.loading import LoadImageRGBd
 from condseg_monai.transforms.readers import InvalidInputError
 from condseg_monai.visualize import GREEN, RED, overlay_contours
@@ -639,9 +639,8 @@ class VideoInferenceRunner:
         batch = torch.stack([self.prepare_frame(im) for im in images]).to(self.device)
         with torch.no_grad(), torch.autocast(device_type=self.device.type, enabled=self.amp):
             prob = self.inferer(batch, self.network)
-        prob = convert_to_tensor(prob, track_meta=False).float()
-        if prob.ndim == 5:  # return_aux network (save_uncertainty): keep the mask map
-            prob = prob[:, ConDSegOutput.MASK]
+        # a return_aux network (save_uncertainty) gives the stacked maps: keep the mask map
+        prob = condseg_mask(convert_to_tensor(prob, track_meta=False).float())
         return prob.cpu()
 
     def _process_batch(self, frames: list[VideoFrame], state: _VideoState, bar: Any) -> None:

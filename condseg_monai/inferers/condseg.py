@@ -94,7 +94,7 @@ class ConDSegInferer(Inferer):
         """The probabilities of every flip pass, each flipped back to the input's orientation, not yet averaged.
 
         ``__call__`` averages them; their spread is the flip-TTA disagreement
-        (:func:`condseg_monai.inference.uncertainty_scores.flip_disagreement_score`).
+        (:func:`condseg_monai.metrics.uncertainty_scores.flip_disagreement_score`).
 
         Args:
             inputs: ``(B, C_in, H, W)`` image batch (a plain tensor).

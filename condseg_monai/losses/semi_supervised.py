@@ -28,7 +28,7 @@ from torch.nn.modules.loss import _Loss
 from condseg_monai.losses._utils import CONDSEG_MAPS, as_loss_tensor, check_same_shape, split_stacked
 from condseg_monai.losses.complementarity import ComplementarityLoss
 from condseg_monai.losses.consistency import ConsistencyLoss
-from condseg_monai.networks.nets.condseg import ConDSegOutput
+from condseg_monai.networks.nets.condseg import ConDSegOutput, condseg_mask
 
 __all__ = ["ConfidentPseudoLabelLoss", "UnlabeledConsistencyLoss", "mask_logits", "pseudo_label", "sigmoid_rampup"]
 
@@ -58,7 +58,7 @@ def mask_logits(pred: torch.Tensor) -> torch.Tensor:
     Returns:
         ``(B, C, H, W)`` mask logits.
     """
-    return split_stacked(pred, CONDSEG_MAPS)[ConDSegOutput.MASK]
+    return condseg_mask(as_loss_tensor(pred, "pred"))
 
 
 def pseudo_label(logits: torch.Tensor, threshold: float) -> tuple[torch.Tensor, torch.Tensor]:

@@ -17,8 +17,8 @@ from typing import Any
 import torch
 from monai.utils import convert_to_tensor
 
-from condseg_monai.inference.report import nan_mean
 from condseg_monai.metrics.segmentation import binary_segmentation_metrics
+from condseg_monai.reports import nan_mean
 
 __all__ = ["RESOLUTIONS", "score_case", "summarize_cases"]
 

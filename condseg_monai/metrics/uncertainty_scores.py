@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from condseg_monai.inferers.condseg import DEFAULT_TTA_FLIPS, ConDSegInferer
-from condseg_monai.networks import ConDSegOutput
+from condseg_monai.networks.nets.condseg import ConDSegOutput, condseg_mask
 
 __all__ = [
     "SCORE_NAMES",
@@ -54,16 +54,13 @@ def mask_probability(prob: torch.Tensor) -> torch.Tensor:
         prob: ``(B, C, H, W)`` mask probabilities, or ConDSeg's stacked ``(B, 4, C, H, W)`` output.
 
     Returns:
-        ``(B, C, H, W)``: ``prob`` itself, or its :attr:`ConDSegOutput.MASK` map.
+        ``(B, C, H, W)``: ``prob`` itself, or its :attr:`ConDSegOutput.MASK` map
+        (:func:`~condseg_monai.networks.condseg_mask`).
 
     Raises:
         ValueError: for any other shape.
     """
-    if _is_stacked(prob):
-        return prob[:, ConDSegOutput.MASK]
-    if prob.ndim != 4:
-        raise ValueError(f"expected (B, C, H, W) or (B, {len(ConDSegOutput)}, C, H, W), got {tuple(prob.shape)}.")
-    return prob
+    return condseg_mask(prob)
 
 
 def sid_uncertainty_score(prob: torch.Tensor) -> torch.Tensor:

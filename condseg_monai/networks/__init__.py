@@ -20,7 +20,7 @@ from condseg_monai.networks.blocks import (
 )
 from condseg_monai.networks.encoder import ResNet50Encoder, load_pretrained_resnet50
 from condseg_monai.networks.handover import load_stage1_encoder
-from condseg_monai.networks.nets import ConDSeg, ConDSegOutput, ConDSegStage1, Stage1Head
+from condseg_monai.networks.nets import ConDSeg, ConDSegOutput, ConDSegStage1, Stage1Head, condseg_mask
 from condseg_monai.networks.official import convert_official_state_dict
 
 __all__ = [
@@ -39,6 +39,7 @@ __all__ = [
     "SizeAwareDecoderBlock",
     "SpatialAttention",
     "Stage1Head",
+    "condseg_mask",
     "convert_official_state_dict",
     "load_pretrained_resnet50",
     "load_stage1_encoder",

@@ -1,9 +1,11 @@
 # Copyright (c) condseg-monai contributors
 # Licensed under the Apache License, Version 2.0
-"""ConDSeg transforms: file loading, Stage-1 colour augmentation, geometric augmentation presets."""
+"""ConDSeg transforms: file loading, Stage-1 colour augmentation, geometric augmentation presets and the
+deterministic corruptions of the robustness evaluation."""
 
 from __future__ import annotations
 
+from condseg_monai.transforms.corruptions import CORRUPTIONS, CorruptImaged, corrupt, corruption_parameter
 from condseg_monai.transforms.functional import (
     adjust_brightness,
     adjust_contrast,
@@ -45,8 +47,10 @@ from condseg_monai.transforms.readers import (
 from condseg_monai.transforms.utility import DeriveBackgroundd
 
 __all__ = [
+    "CORRUPTIONS",
     "STAGE_AUGMENTATION",
     "BidirectionalCopyPaste",
+    "CorruptImaged",
     "DeriveBackgroundd",
     "EnsureSameSized",
     "InvalidInputError",
@@ -71,6 +75,8 @@ __all__ = [
     "condseg_load_transforms",
     "condseg_resize_transforms",
     "condseg_train_transforms",
+    "corrupt",
+    "corruption_parameter",
     "gaussian_blur_1d",
     "gaussian_kernel1d",
     "hsv_to_rgb",

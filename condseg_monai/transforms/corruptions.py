@@ -94,7 +94,7 @@ class CorruptImaged(MapTransform):
 
     Args:
         keys: image key(s).
-        corruption: one of :data:`CORRUPTIONS`.
+        corruption: one of :data:`CORRUPTIONS` (or ``"clean"`` with severity 0, as :func:`corrupt`).
         severity: 0 (identity) to 3.
         allow_missing_keys: don't raise for missing keys.
 
@@ -106,7 +106,7 @@ class CorruptImaged(MapTransform):
         super().__init__(keys, allow_missing_keys)
         if severity != 0:
             corruption_parameter(corruption, severity)  # validate early
-        elif corruption not in CORRUPTIONS:
+        elif corruption != "clean" and corruption not in CORRUPTIONS:  # ("clean", 0): the robustness baseline
             raise ValueError(f"unknown corruption {corruption!r}; expected one of {sorted(CORRUPTIONS)}.")
         self.corruption = corruption
         self.severity = severity

@@ -19,7 +19,7 @@ from monai.bundle import run as bundle_run
 from monai.transforms import CastToTyped, LoadImaged, SaveImaged, SqueezeDimd
 from PIL import Image
 
-from condseg_monai.inference import InputFailuresError
+from condseg_monai.data import InputFailuresError
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "bundle" / "configs"

@@ -16,7 +16,7 @@ from monai.engines import SupervisedEvaluator
 from monai.transforms import Compose, EnsureTyped, Resized
 from PIL import Image
 
-from condseg_monai.inference import (
+from condseg_monai.data import (
     FailureLog,
     FailureTolerantLoader,
     InputFailuresError,

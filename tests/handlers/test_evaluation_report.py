@@ -14,8 +14,8 @@ import torch
 from monai.data import MetaTensor
 from PIL import Image
 
+from condseg_monai.data import FailureLog, failure_record
 from condseg_monai.handlers import EvaluationReport
-from condseg_monai.inference import FailureLog, failure_record
 
 
 def _mask(rows: slice, cols: slice, shape: tuple[int, int] = (4, 4)) -> torch.Tensor:

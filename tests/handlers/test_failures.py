@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from ignite.engine import Engine, Events
 
+from condseg_monai.data import FailureLog, InputFailuresError, failure_record
 from condseg_monai.handlers import InputFailureHandler
-from condseg_monai.inference import FailureLog, InputFailuresError, failure_record
 
 
 def test_writes_failures_json_at_completed(tmp_path: Path) -> None:

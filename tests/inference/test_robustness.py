@@ -12,13 +12,8 @@ import pytest
 import torch
 from torch import nn
 
-from condseg_monai.inference import (
-    FailureLog,
-    InputFailuresError,
-    failure_record,
-    robustness_conditions,
-    run_robustness,
-)
+from condseg_monai.data import FailureLog, InputFailuresError, failure_record
+from condseg_monai.inference import robustness_conditions, run_robustness
 from condseg_monai.inferers import ConDSegInferer
 from condseg_monai.transforms.readers import InvalidInputError
 

@@ -26,9 +26,9 @@ from monai.bundle import run as bundle_run
 from monai.transforms import Compose, EnsureTyped, LoadImaged, Resized
 from PIL import Image
 
+from condseg_monai.data import InputFailuresError
 from condseg_monai.inference import (
     FRAME_COLUMNS,
-    InputFailuresError,
     TemporalFilter,
     VideoInferenceRunner,
     alarm_runs,

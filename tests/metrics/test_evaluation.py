@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from condseg_monai.inference import score_case
+from condseg_monai.metrics import score_case
 
 
 def _mask(rows: slice, cols: slice, shape: tuple[int, int] = (4, 4)) -> torch.Tensor:

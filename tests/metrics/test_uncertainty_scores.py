@@ -1,6 +1,6 @@
 # Copyright (c) condseg-monai contributors
 # Licensed under the Apache License, Version 2.0
-"""Per-image uncertainty scores (condseg_monai.inference.uncertainty_scores)."""
+"""Per-image uncertainty scores (condseg_monai.metrics.uncertainty_scores)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from condseg_monai.inference.uncertainty_scores import (
+from condseg_monai.metrics import (
     SCORE_NAMES,
     binary_entropy,
     boundary_band,

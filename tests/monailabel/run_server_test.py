@@ -9,8 +9,8 @@ Run it with the python of the MONAI Label environment (built by ``tests/monailab
 It lays out the ``monaibundle`` sample app in a temporary folder, copies the bundle into
 ``<app>/model/<name>`` (the repository's ``bundle/`` is never written to: training overwrites the copy's
 ``models/model.pt``), generates the SID uncertainty entry ``<app>/model/polyp_condseg_uncertainty`` from that copy
-with ``python -m condseg_monai.inference.label_uncertainty`` (its ``models/model.pt`` is a relative symlink to the
-segmentation weights), prepares a studies folder with real RGB images (``../shared/data/isic-sample`` when
+with ``python -m condseg_monai.apps.monailabel.uncertainty_bundle`` (its ``models/model.pt`` is a relative symlink to
+the segmentation weights), prepares a studies folder with real RGB images (``../shared/data/isic-sample`` when
 present, generated PNGs otherwise), starts ``monailabel start_server`` on 127.0.0.1 in its own process group
 serving both entries, and checks the REST contract:
 
@@ -75,7 +75,7 @@ __all__ = [
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_BUNDLE = REPO_ROOT / "bundle"
 DEFAULT_NAME = "polyp_condseg_segmentation"
-DEFAULT_UNCERTAINTY_NAME = "polyp_condseg_uncertainty"  # condseg_monai.inference.label_uncertainty
+DEFAULT_UNCERTAINTY_NAME = "polyp_condseg_uncertainty"  # condseg_monai.apps.monailabel.uncertainty_bundle
 UNCERTAINTY_LABEL = "uncertain"
 SHARED_IMAGES = REPO_ROOT / ".." / "shared" / "data" / "isic-sample" / "images"
 SCORE_KEY = "condseg_uncertainty"  # condseg_monai.apps.monailabel: scoring method name and image info key
@@ -182,7 +182,7 @@ def make_uncertainty_entry(
 ) -> str:
     """Generate the SID uncertainty model folder from ``bundle_dir`` with the package's own generator (its CLI).
 
-    Runs ``python -m condseg_monai.inference.label_uncertainty`` in a subprocess (this script never imports the
+    Runs ``python -m condseg_monai.apps.monailabel.uncertainty_bundle`` in a subprocess (this script never imports the
     package), then checks that ``models/model.pt`` is a relative symlink that resolves to the bundle's weights.
 
     Returns:
@@ -191,7 +191,7 @@ def make_uncertainty_entry(
     cmd = [
         python,
         "-m",
-        "condseg_monai.inference.label_uncertainty",
+        "condseg_monai.apps.monailabel.uncertainty_bundle",
         "--bundle",
         str(bundle_dir),
         "--out",

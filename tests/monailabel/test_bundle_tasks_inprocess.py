@@ -5,7 +5,7 @@
 Builds MONAI Label's own ``BundleInferTask`` / ``BundleTrainTask`` on a copy of the bundle and checks what the
 ``monaibundle`` app would serve: labels ``{"polyp": 1}``, a 2D model, a uint8 {0, 1} PNG mask of the input size,
 and a one-epoch fine-tune that rewrites ``models/model.pt``. The SID uncertainty entry generated from the bundle
-(``condseg_monai.inference.label_uncertainty``) is checked the same way: label ``{"uncertain": 1}``, a uint8
+(``condseg_monai.apps.monailabel.uncertainty_bundle``) is checked the same way: label ``{"uncertain": 1}``, a uint8
 {0, 1} PNG of the input size, and no trainer. Needs the MONAI Label environment
 (``make label-test`` / ``.label-venv/bin/python -m pytest tests/monailabel``); skipped where ``monailabel`` is
 not importable. The bundle is ``$CONDSEG_LABEL_BUNDLE`` or ``<repo>/bundle``.
@@ -117,7 +117,7 @@ def test_infer_returns_binary_mask_of_input_size(infer_task: BundleInferTask, tm
 @pytest.fixture(scope="module")
 def uncertainty_task(bundle_copy: Path) -> BundleInferTask:
     """``BundleInferTask`` on the uncertainty entry generated next to the bundle copy (shared weights)."""
-    from condseg_monai.inference.label_uncertainty import make_uncertainty_bundle
+    from condseg_monai.apps.monailabel.uncertainty_bundle import make_uncertainty_bundle
 
     out = make_uncertainty_bundle(bundle_copy, bundle_copy.parent / UNCERTAINTY_NAME)
     assert (out / "models" / "model.pt").resolve() == (bundle_copy / "models" / "model.pt").resolve()

@@ -1,6 +1,6 @@
 # Copyright (c) condseg-monai contributors
 # Licensed under the Apache License, Version 2.0
-"""Tests of the MONAI Label uncertainty-entry generator (``condseg_monai.inference.label_uncertainty``).
+"""Tests of the MONAI Label uncertainty-entry generator (``condseg_monai.apps.monailabel.uncertainty_bundle``).
 
 No MONAI Label needed: the generated ``inference.json`` is run here the way ``BundleInferTask`` runs it
 (preprocessing -> inferer on ``image[None]`` -> postprocessing) with a small ConDSeg.
@@ -19,7 +19,7 @@ import torch
 from monai.bundle import ConfigParser
 from PIL import Image
 
-from condseg_monai.inference.label_uncertainty import main, make_uncertainty_bundle, uncertainty_inference_config
+from condseg_monai.apps.monailabel.uncertainty_bundle import main, make_uncertainty_bundle, uncertainty_inference_config
 from condseg_monai.networks import ConDSeg
 
 REPO = Path(__file__).resolve().parents[2]

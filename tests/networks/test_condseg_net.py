@@ -10,7 +10,7 @@ import pytest
 import torch
 from network_test_utils import BN_BUFFERS, parse_official_keys
 
-from condseg_monai.networks import ChannelAttention, ConDSeg, ConDSegOutput
+from condseg_monai.networks import ChannelAttention, ConDSeg, ConDSegOutput, condseg_mask
 
 
 def _small(**kwargs) -> ConDSeg:
@@ -41,6 +41,33 @@ def test_output_index_constants():
     assert (ConDSeg.MASK, ConDSeg.FOREGROUND, ConDSeg.BACKGROUND, ConDSeg.UNCERTAINTY) == (0, 1, 2, 3)
     assert [int(m) for m in ConDSegOutput] == [0, 1, 2, 3]
     assert ConDSegOutput.UNCERTAINTY == ConDSeg.UNCERTAINTY
+
+
+def test_condseg_mask_of_stacked_and_plain_outputs():
+    maps = torch.stack([torch.full((2, 1, 3, 3), float(i)) for i in range(len(ConDSegOutput))], dim=1)  # (B, 4, ...)
+    assert torch.equal(condseg_mask(maps), maps[:, ConDSegOutput.MASK])
+    assert condseg_mask(maps).shape == (2, 1, 3, 3)
+    assert torch.equal(condseg_mask(maps[0], batched=False), maps[0, ConDSegOutput.MASK])  # decollated (4, C, H, W)
+    plain = torch.rand(4, 1, 3, 3)  # a batch of four plain masks: the same shape as one decollated stacked output
+    assert condseg_mask(plain) is plain
+    one = plain[0]  # one plain (C, H, W) mask
+    assert condseg_mask(one, batched=False) is one
+    with pytest.raises(ValueError, match="stacked"):
+        condseg_mask(torch.rand(2, 3, 1, 3, 3))  # a stack of three maps
+    with pytest.raises(ValueError, match="stacked"):
+        condseg_mask(torch.rand(3, 3))
+    with pytest.raises(ValueError, match="stacked"):
+        condseg_mask(torch.rand(2, 3, 1, 3, 3), batched=False)
+
+
+def test_condseg_mask_matches_the_eval_output():
+    net = _small().eval()
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        plain = net(x)
+        net.return_aux = True
+        stacked = net(x)
+    torch.testing.assert_close(condseg_mask(stacked), plain)
 
 
 def test_eval_skips_auxiliary_head():

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from condseg_monai.inference import CORRUPTIONS, CorruptImaged, corrupt, corruption_parameter
+from condseg_monai.transforms import CORRUPTIONS, CorruptImaged, corrupt, corruption_parameter
 
 
 def _image() -> torch.Tensor:

@@ -12,7 +12,7 @@ writes
   the app from ``<app>/main.py``; the code stays in the installed package);
 - ``<out>/model/<name>``: a **copy** of the bundle (training rewrites its ``models/model.pt``);
 - ``<out>/model/<uncertainty name>``: the SID uncertainty entry generated from that copy
-  (:func:`condseg_monai.inference.label_uncertainty.make_uncertainty_bundle`, weights shared by a symlink).
+  (:func:`condseg_monai.apps.monailabel.uncertainty_bundle.make_uncertainty_bundle`, weights shared by a symlink).
 
 Then ``monailabel start_server --app <out> --studies <images> --conf models <name>,<uncertainty name>``.
 """
@@ -24,8 +24,8 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
+from condseg_monai.apps.monailabel.uncertainty_bundle import make_uncertainty_bundle
 from condseg_monai.files import atomic_write_text
-from condseg_monai.inference.label_uncertainty import make_uncertainty_bundle
 
 __all__ = ["APP_MAIN", "DEFAULT_NAME", "DEFAULT_UNCERTAINTY_NAME", "main", "make_app"]
 

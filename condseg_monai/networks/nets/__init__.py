@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from condseg_monai.networks.nets.condseg import ConDSeg, ConDSegOutput
+from condseg_monai.networks.nets.condseg import ConDSeg, ConDSegOutput, condseg_mask
 from condseg_monai.networks.nets.condseg_stage1 import ConDSegStage1, Stage1Head
 
-__all__ = ["ConDSeg", "ConDSegOutput", "ConDSegStage1", "Stage1Head"]
+__all__ = ["ConDSeg", "ConDSegOutput", "ConDSegStage1", "Stage1Head", "condseg_mask"]

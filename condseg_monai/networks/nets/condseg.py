@@ -18,7 +18,7 @@ from condseg_monai.networks.blocks.upsample import upsample
 from condseg_monai.networks.checkpointing import checkpointed_blocks
 from condseg_monai.networks.encoder import ResNet50Encoder, check_input_size
 
-__all__ = ["CHECKPOINTED_BLOCKS", "ConDSeg", "ConDSegOutput"]
+__all__ = ["CHECKPOINTED_BLOCKS", "ConDSeg", "ConDSegOutput", "condseg_mask"]
 
 # The blocks that ``use_checkpoint`` checkpoints (selectively: their k x k convolution outputs are kept), chosen by
 # memory saved per second of recomputation (docs/benchmarks.md): the encoder, SID, the high-resolution dilated,
@@ -48,6 +48,39 @@ class ConDSegOutput(IntEnum):
     FOREGROUND = 1
     BACKGROUND = 2
     UNCERTAINTY = 3
+
+
+def condseg_mask(output: torch.Tensor, batched: bool = True) -> torch.Tensor:
+    """The mask map of a network output: the :attr:`ConDSegOutput.MASK` map of ConDSeg's stacked output, or the
+    output itself when it is a plain mask (eval-mode ConDSeg, any other segmenter).
+
+    The one place that reads the mask out of the stacked layout, for logits and probabilities alike (indexing
+    commutes with the sigmoid). ``batched`` is explicit because the shapes alone are ambiguous: a decollated
+    stacked output ``(4, C, H, W)`` looks like a plain batch of four images.
+
+    Args:
+        output: with ``batched``: ``(B, 4, C, H, W)`` stacked or ``(B, C, H, W)`` plain; without: one image,
+            ``(4, C, H, W)`` stacked (e.g. after ``decollate_batch``) or ``(C, H, W)`` plain.
+        batched: whether dim 0 of ``output`` is the batch.
+
+    Returns:
+        ``(B, C, H, W)`` (``batched``) or ``(C, H, W)``: a view of ``output``'s mask map, or ``output`` itself
+        (the same object) when it is plain.
+
+    Raises:
+        ValueError: ``output`` has neither layout (wrong number of dimensions, or a stack of other than 4 maps).
+    """
+    stacked_ndim = 5 if batched else 4
+    dim = 1 if batched else 0
+    if output.ndim == stacked_ndim - 1:
+        return output
+    if output.ndim != stacked_ndim or output.shape[dim] != len(ConDSegOutput):
+        layout = "(B, {}C, H, W)" if batched else "({}C, H, W)"
+        raise ValueError(
+            f"expected ConDSeg's stacked output {layout.format(f'{len(ConDSegOutput)}, ')} or a plain mask "
+            f"{layout.format('')}, got {tuple(output.shape)}."
+        )
+    return output[:, ConDSegOutput.MASK] if batched else output[ConDSegOutput.MASK]
 
 
 class ConDSeg(nn.Module):

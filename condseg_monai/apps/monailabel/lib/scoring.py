@@ -16,10 +16,10 @@ from monailabel.interfaces.datastore import Datastore
 from monailabel.interfaces.tasks.scoring import ScoringMethod
 
 from condseg_monai.inference.operating_point import resolve_operating_point
-from condseg_monai.inference.uncertainty_scores import SCORE_NAMES, mask_probability, uncertainty_scores
 from condseg_monai.inference.utils import load_model_weights
 from condseg_monai.inferers.condseg import DEFAULT_TTA_FLIPS
-from condseg_monai.metrics.detection import detection_score, predicted_area
+from condseg_monai.metrics.scoring import score_images
+from condseg_monai.metrics.uncertainty_scores import SCORE_NAMES
 
 __all__ = ["DEFAULT_SCORE", "SCORE_KEY", "UncertaintyScoring", "refresh_datastore"]
 
@@ -50,7 +50,8 @@ class UncertaintyScoring(ScoringMethod):
 
     For each image of ``datastore.get_unlabeled_images()`` it runs the bundle's ``preprocessing`` and
     ``network_def`` (with ``save_uncertainty: true``, so a ConDSeg network returns its stacked output), one pass
-    per flip, and stores :func:`~condseg_monai.inference.uncertainty_scores.uncertainty_scores` as::
+    per flip, and stores :func:`~condseg_monai.metrics.score_images` (the uncertainty scores of
+    :func:`~condseg_monai.metrics.uncertainty_scores.uncertainty_scores` and the frame decision) as::
 
         image info[SCORE_KEY] = {"score": <the selected score>, "score_name": ..., "scores": {name: value},
                                  "model_ts": <mtime_ns of models/model.pt>, "ts": <unix time>}
@@ -61,7 +62,7 @@ class UncertaintyScoring(ScoringMethod):
 
     Args:
         bundle_path: the bundle folder (``configs/inference.json``, ``models/model.pt``).
-        score: which of :data:`~condseg_monai.inference.uncertainty_scores.SCORE_NAMES` becomes ``"score"``.
+        score: which of :data:`~condseg_monai.metrics.uncertainty_scores.SCORE_NAMES` becomes ``"score"``.
         max_samples: score at most this many images per call (0: all).
         device: default device when the request names none.
 
@@ -103,26 +104,29 @@ class UncertaintyScoring(ScoringMethod):
         return network, preprocessing
 
     def score_image(self, image_path: str, model_ts: int, device: str) -> dict[str, Any]:
-        """The score record of one image file (what is stored under :data:`SCORE_KEY`)."""
+        """The score record of one image file (what is stored under :data:`SCORE_KEY`).
+
+        The scores come from :func:`~condseg_monai.metrics.score_images`, the scoring the active-learning
+        benchmark measures; the frame-level decision is the bundle inference's (one plain pass, the model's
+        operating point).
+        """
         network, preprocessing = self._model(model_ts, device)
         image = preprocessing({"image": image_path})["image"]
-        x = torch.as_tensor(image)[None].to(device)  # as_tensor drops MetaTensor metadata, not needed here
-        scores = uncertainty_scores(network, x, flips=DEFAULT_TTA_FLIPS)
-        if self.score not in scores:
-            raise ValueError(f"score {self.score!r} needs ConDSeg's stacked output; this network gives {list(scores)}")
-        values = {k: float(v[0]) for k, v in scores.items()}
-        # the frame-level decision as the bundle's inference makes it (one pass, the model's operating point)
+        x = torch.as_tensor(image)  # as_tensor drops MetaTensor metadata, not needed here
         op = resolve_operating_point(self.weights)
-        with torch.no_grad():
-            prob = mask_probability(torch.sigmoid(network(x).float()))
-        frame_score = float(detection_score(prob, op.min_area)[0])
+        scores = score_images(network, [x], operating_point=op, flips=DEFAULT_TTA_FLIPS, device=device)
+        if self.score not in scores:
+            names = [n for n in SCORE_NAMES if n in scores]
+            raise ValueError(f"score {self.score!r} needs ConDSeg's stacked output; this network gives {names}")
+        values = {k: float(scores[k][0]) for k in SCORE_NAMES if k in scores}
+        frame_score = float(scores["detection_score"][0])
         return {
             "score": values[self.score],
             "score_name": self.score,
             "scores": values,
             "polyp_present": frame_score > op.threshold,
             "detection_score": frame_score,
-            "predicted_area": float(predicted_area(prob, op.threshold)[0]),
+            "predicted_area": float(scores["predicted_area"][0]),
             "model_ts": model_ts,
             "ts": int(time.time()),
         }

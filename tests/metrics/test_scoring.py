@@ -1,0 +1,114 @@
+# Copyright (c) condseg-monai contributors
+# Licensed under the Apache License, Version 2.0
+"""Scoring a model over a list of images (condseg_monai.metrics.scoring.score_images)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from condseg_monai.metrics import (
+    SCORE_NAMES,
+    OperatingPoint,
+    binary_segmentation_metrics,
+    detection_score,
+    predicted_area,
+    score_images,
+    uncertainty_scores,
+)
+from condseg_monai.networks import ConDSeg, ConDSegOutput
+
+
+class _RedDetector(nn.Module):
+    """Logit = 20 * red - 10 (the mask is ``red > 0.5``); with ``return_aux`` the stacked ConDSeg layout."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 1, 1)
+        with torch.no_grad():
+            self.conv.weight.copy_(torch.tensor([20.0, 0.0, 0.0]).reshape(1, 3, 1, 1))
+            self.conv.bias.fill_(-10.0)
+        self.return_aux = False
+        self.calls_with_aux: list[bool] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls_with_aux.append(self.return_aux)
+        mask = self.conv(x)
+        if not self.return_aux:
+            return mask
+        maps = [mask, mask, -mask, torch.zeros_like(mask)]  # uncertainty logit 0: sigmoid 0.5
+        return torch.stack(maps, dim=1)
+
+
+def _images(n: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    images, labels = [], []
+    for i in range(n):
+        image, label = torch.zeros(3, 16, 16), torch.zeros(1, 16, 16)
+        image[0, 2 : 6 + i, 2 : 6 + i] = 1.0
+        label[0, 2:8, 2:8] = 1.0
+        images.append(image)
+        labels.append(label)
+    return images, labels
+
+
+def test_scores_match_the_functions_they_are_made_of() -> None:
+    net = _RedDetector()
+    images, labels = _images(5)
+    op = OperatingPoint(threshold=0.5, min_area=0.01)
+    out = score_images(net, images, labels=labels, operating_point=op, batch_size=2)
+    assert list(out) == [*SCORE_NAMES, "dice", "detection_score", "predicted_area"]
+    assert all(len(v) == 5 and all(isinstance(x, float) for x in v) for v in out.values())
+    # the same numbers as the building blocks on the whole batch
+    x, y = torch.stack(images), torch.stack(labels)
+    net.return_aux = True
+    expected = uncertainty_scores(net, x)
+    net.return_aux = False
+    for name in SCORE_NAMES:
+        assert out[name] == pytest.approx(expected[name].tolist(), abs=1e-6)
+    with torch.no_grad():
+        logits = net(x)
+    assert out["dice"] == pytest.approx(binary_segmentation_metrics(logits, y, logits=True)["dice"].tolist())
+    prob = torch.sigmoid(logits)
+    assert out["detection_score"] == pytest.approx(detection_score(prob, op.min_area).tolist())
+    assert out["predicted_area"] == pytest.approx(predicted_area(prob, op.threshold).tolist())
+    assert out["dice"][2] == pytest.approx(1.0)  # its red square is the label
+
+
+def test_return_aux_and_training_mode_are_restored() -> None:
+    net = _RedDetector().train()
+    images, _ = _images(2)
+    out = score_images(net, torch.stack(images))
+    assert list(out) == list(SCORE_NAMES), "no dice or frame columns without labels and operating point"
+    assert all(net.calls_with_aux), "the scores are computed on the stacked output"
+    assert net.return_aux is False and net.training
+
+
+def test_plain_network_has_no_sid_score() -> None:
+    net = nn.Conv2d(3, 1, 1)
+    images, labels = _images(3)
+    out = score_images(net, images, labels=labels)
+    assert list(out) == ["tta_disagreement", "boundary_entropy", "dice"]
+
+
+def test_condseg_stacked_and_plain_give_the_same_dice() -> None:
+    torch.manual_seed(0)
+    net = ConDSeg(feature_size=16, num_heads=2).eval()
+    images, labels = _images(2)
+    images = [torch.nn.functional.interpolate(i[None], size=64)[0] for i in images]
+    labels = [torch.nn.functional.interpolate(m[None], size=64)[0] for m in labels]
+    out = score_images(net, images, labels=labels)
+    assert tuple(out)[: len(ConDSegOutput) - 1] == SCORE_NAMES
+    with torch.no_grad():
+        plain = net(torch.stack(images))
+    dice = binary_segmentation_metrics(plain, torch.stack(labels), logits=True)["dice"]
+    assert out["dice"] == pytest.approx(dice.tolist(), abs=1e-6)
+    assert net.return_aux is False
+
+
+def test_rejects_bad_arguments() -> None:
+    images, labels = _images(2)
+    with pytest.raises(ValueError, match="batch_size"):
+        score_images(nn.Conv2d(3, 1, 1), images, batch_size=0)
+    with pytest.raises(ValueError, match="labels"):
+        score_images(nn.Conv2d(3, 1, 1), images, labels=labels[:1])
