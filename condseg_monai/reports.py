@@ -1,6 +1,11 @@
 # Copyright (c) condseg-monai contributors
 # Licensed under the Apache License, Version 2.0
-"""Plain report writing shared by evaluation and robustness: CSV, JSON and markdown tables."""
+"""Plain report writing shared by evaluation and robustness: CSV, JSON and markdown tables.
+
+Every file goes through the atomic writers of :mod:`condseg_monai.files` (the one home of atomic writes); this
+module only adds the report formats on top: NaN as ``null`` in JSON, 6-decimal floats in CSV, the paper's column
+titles in markdown tables.
+"""
 
 from __future__ import annotations
 

@@ -18,7 +18,13 @@ from condseg_monai.inference.operating_point import (
     resolve_operating_point,
     save_operating_point,
 )
-from condseg_monai.inference.robustness import CLEAN, robustness_conditions, robustness_table, run_robustness
+from condseg_monai.inference.robustness import (
+    CLEAN,
+    condition_evaluator,
+    robustness_conditions,
+    robustness_table,
+    run_robustness,
+)
 from condseg_monai.inference.transforms import (
     PREDICTION_KINDS,
     ApplyOperatingPointd,
@@ -72,6 +78,7 @@ __all__ = [
     "VideoFrame",
     "VideoInferenceRunner",
     "alarm_runs",
+    "condition_evaluator",
     "is_image_file",
     "is_video_file",
     "iter_video_frames",

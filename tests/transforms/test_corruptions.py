@@ -65,3 +65,5 @@ def test_dict_transform_and_errors() -> None:
         corrupt(img, "blur", 4)
     with pytest.raises(ValueError, match="unknown corruption"):
         CorruptImaged(keys="image", corruption="fog", severity=0)
+    clean = CorruptImaged(keys="image", corruption="clean", severity=0)({"image": img})  # the robustness baseline
+    assert clean["image"] is img
