@@ -1,0 +1,407 @@
+# Copyright (c) condseg-monai contributors
+# Licensed under the Apache License, Version 2.0
+"""The benchmarks' one way to train and evaluate: the product's own bundle commands.
+
+Every arm of every accuracy benchmark (``accuracy.py``, ``label_efficiency.py``, ``active_learning.py``,
+``colonoscopy.py``) trains and evaluates by launching ``python -m monai.bundle run <id>`` with the bundle's configs
+(``bundle/configs/train.json`` + the stage configs ``configs/stage1.json`` / ``configs/stage2.json``, optionally
+``configs/semi_supervised.json`` and a network overlay of ``bench/configs/``) and command-line overrides, exactly as
+a user would. The trainers, evaluators, transforms, losses, the Stage-1 -> Stage-2 hand-over, the EMA teacher and
+the model selection are therefore the bundle's; this module only builds the command lines, runs them (the output of
+each in a log file; a failure raises with the log's tail) and reads the reports they write.
+
+A budget is given in iterations: ``train#trainer#epoch_length`` (ignite's epoch length, MONAI's
+``SupervisedTrainer(epoch_length=...)``) is set to the evaluation interval, so the bundle validates, checkpoints
+(``latest.pt``) and selects its best model (``model.pt``, best validation mIoU) every ``eval_every`` iterations, and
+``max_epochs`` = iterations / ``eval_every``. Ignite does not restart the data loader at such an epoch's end, so
+the run is one stream of shuffled batches, as a plain epoch-based run would see.
+
+Stages are resumable at stage granularity: a finished stage leaves ``<stage dir>/DONE``; a re-run skips it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "BUNDLE_CONFIGS",
+    "NETWORKS",
+    "REPO",
+    "TrainSpec",
+    "add_data_arguments",
+    "bundle_command",
+    "count_parameters",
+    "environment",
+    "evaluate",
+    "folder_datalist",
+    "format_override",
+    "mean_std",
+    "prepare_data",
+    "read_conditions",
+    "read_detection",
+    "run_command",
+    "stage_dirs",
+    "train",
+    "training_loop_seconds",
+    "write_results",
+]
+
+REPO = Path(__file__).resolve().parents[1]
+BUNDLE_CONFIGS = REPO / "bundle" / "configs"
+META = BUNDLE_CONFIGS / "metadata.json"
+TRAIN = BUNDLE_CONFIGS / "train.json"
+EVALUATE = BUNDLE_CONFIGS / "evaluate.json"
+STAGE_CONFIGS = (REPO / "configs" / "stage1.json", REPO / "configs" / "stage2.json")
+NETWORK_CONFIGS = REPO / "bench" / "configs"
+# "condseg": both stages of the bundle; the others: one supervised run of train.json with the network overlay
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
+PAPER_METRICS = ("iou", "dice", "recall", "precision")
+NETWORKS = ("condseg", "basic_unet", "unet", "attention_unet", "segresnet")
+
+
+def format_override(value: Any) -> str:
+    """One command-line value as ``monai.bundle run`` parses it (JSON-like literals, bools in lower case)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, (list, tuple)):
+        return json.dumps(list(value))
+    return str(value)
+
+
+def bundle_command(
+    run_id: str, config_files: Sequence[str | os.PathLike], overrides: Mapping[str, Any] | None = None
+) -> list[str]:
+    """``python -m monai.bundle run <run_id> --meta_file ... --config_file [...] --key value ...``.
+
+    Args:
+        run_id: the bundle run id (``training``, ``evaluating``, ``robustness``, ``calibrate``, ``inference``).
+        config_files: configs merged in this order (later files override earlier keys).
+        overrides: ``{config id: value}``; nested ids use ``#`` (``train#trainer#epoch_length``).
+    """
+    files = "[" + ",".join(f"'{Path(f)}'" for f in config_files) + "]"
+    cmd = [sys.executable, "-m", "monai.bundle", "run", run_id, "--meta_file", str(META), "--config_file", files]
+    for key, value in (overrides or {}).items():
+        cmd += [f"--{key}", format_override(value)]
+    return cmd
+
+
+def run_command(cmd: Sequence[str], log: str | os.PathLike, env: Mapping[str, str] | None = None) -> float:
+    """Run one product command from the repository root, its output in ``log``; return its wall time in seconds.
+
+    Raises:
+        RuntimeError: the command failed; the message holds the command and the log's tail.
+    """
+    log = Path(log)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    with log.open("w") as f:
+        f.write(" ".join(cmd) + "\n\n")
+        f.flush()
+        rc = subprocess.call(list(cmd), stdout=f, stderr=subprocess.STDOUT, cwd=REPO, env={**os.environ, **(env or {})})
+    seconds = time.perf_counter() - start
+    if rc != 0:
+        tail = log.read_text(errors="replace")[-3000:]
+        raise RuntimeError(f"command failed (rc {rc}, log {log}):\n{' '.join(cmd)}\n...\n{tail}")
+    print(f"  done in {seconds:.0f} s: {log}", flush=True)
+    return seconds
+
+
+_TIME_TAKEN = re.compile(
+    r"ignite\.engine\.engine\.(\w+) - INFO - (Epoch\[\d+\] Complete|Engine run finished)\. "
+    r"Time taken: (\d+):(\d+):([\d.]+)"
+)
+
+
+def training_loop_seconds(log: str | os.PathLike) -> float:
+    """Seconds the trainer spent on its iterations, from ignite's log lines of one bundle training run: the
+    trainer's epoch times minus the validation runs inside them (process start-up, loading the configs and
+    building the network are not counted). The cost of an iteration, comparable between arms."""
+    trainer = evaluator = 0.0
+    for m in _TIME_TAKEN.finditer(Path(log).read_text(errors="replace")):
+        engine, event, h, mi, s = m.groups()
+        t = 3600 * int(h) + 60 * int(mi) + float(s)
+        if engine.endswith("Trainer") and event.startswith("Epoch"):
+            trainer += t
+        elif engine.endswith("Evaluator") and event.startswith("Engine"):
+            evaluator += t
+    return trainer - evaluator
+
+
+@dataclass
+class TrainSpec:
+    """One training arm, as bundle settings.
+
+    Attributes:
+        network: ``"condseg"`` (Stage 1 then Stage 2, the bundle's two stage configs) or a MONAI baseline with an
+            overlay ``bench/configs/<network>.json`` (one supervised run of ``train.json``).
+        iterations: training iterations (ConDSeg: of Stage 2).
+        eval_every: iterations between validations / checkpoints; must divide every iteration count.
+        stage1_iterations: ConDSeg only: iterations of Stage 1.
+        image_size: side of the training images.
+        batch_size: labeled batch size (both stages).
+        seed: the bundle's ``seed`` (determinism, shuffling, augmentation draws).
+        configs: extra config overlays for every stage (e.g. ``configs/semi_supervised.json``).
+        overrides: extra ``{config id: value}`` overrides for every stage.
+        stage2_overrides: overrides for Stage 2 (or the single baseline run) only.
+    """
+
+    network: str = "condseg"
+    iterations: int = 300
+    eval_every: int = 100
+    stage1_iterations: int = 100
+    image_size: int = 64
+    batch_size: int = 8
+    seed: int = 0
+    configs: Sequence[str] = ()
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    stage2_overrides: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.network not in NETWORKS:
+            raise ValueError(f"network must be one of {NETWORKS}, got {self.network!r}.")
+        counts = [self.iterations] + ([self.stage1_iterations] if self.network == "condseg" else [])
+        for n in counts:
+            if n <= 0 or self.eval_every <= 0 or n % self.eval_every:
+                raise ValueError(f"eval_every ({self.eval_every}) must divide the iteration counts {counts}.")
+
+    def network_configs(self) -> list[Path]:
+        """The network's overlay (none for ConDSeg, whose network and loss are the bundle's)."""
+        return [] if self.network == "condseg" else [NETWORK_CONFIGS / f"{self.network}.json"]
+
+
+def stage_dirs(spec: TrainSpec, output_dir: str | os.PathLike) -> list[Path]:
+    """The bundle's output folder of each stage (``stage1/``, ``stage2/``; a baseline: ``stage2/``)."""
+    out = Path(output_dir)
+    return [out / "stage1", out / "stage2"] if spec.network == "condseg" else [out / "stage2"]
+
+
+def train(
+    spec: TrainSpec, datalist: str | os.PathLike, output_dir: str | os.PathLike, log_name: str = "train"
+) -> dict[str, Any]:
+    """Train one arm with the bundle; skip stages finished earlier (``DONE``).
+
+    Args:
+        spec: the arm.
+        datalist: the datalist JSON (``training`` / ``validation`` / optional ``unlabeled`` entries).
+        output_dir: the run's ``output_dir``; each stage writes ``<output_dir>/stage<k>/`` (``model.pt``: best
+            validation mIoU, ``latest.pt``: the state after the last iteration, TensorBoard logs).
+
+    Returns:
+        ``{"best": model.pt, "last": latest.pt, "seconds": wall time of the stages run now, "stages": [...]}``
+        of the last stage.
+    """
+    out = Path(output_dir)
+    common = {
+        "datalist": str(Path(datalist).resolve()),
+        "output_dir": str(out.resolve()),
+        "image_size": spec.image_size,
+        "batch_size": spec.batch_size,
+        "seed": spec.seed,
+        "val_interval": 1,
+        "train#trainer#epoch_length": spec.eval_every,
+        "num_workers": 0,
+        "num_preview_images": 0,
+        **spec.overrides,
+    }
+    if spec.network == "condseg":
+        stages = [
+            (STAGE_CONFIGS[0], spec.stage1_iterations, {}),
+            (STAGE_CONFIGS[1], spec.iterations, spec.stage2_overrides),
+        ]
+    else:  # train.json alone is a supervised run; its folders are those of a Stage 2
+        overrides = {"log_dir": str((out / "stage2").resolve()), "ckpt_dir": str((out / "stage2").resolve())}
+        stages = [(None, spec.iterations, {**overrides, **spec.stage2_overrides})]
+    seconds = 0.0
+    records = []
+    for stage_dir, (stage_config, iterations, extra) in zip(stage_dirs(spec, out), stages):
+        files = [TRAIN, *([stage_config] if stage_config else []), *spec.network_configs(), *spec.configs]
+        cmd = bundle_command("training", files, {**common, "max_epochs": iterations // spec.eval_every, **extra})
+        done = stage_dir / "DONE"
+        if done.is_file():
+            print(f"  {stage_dir}: done earlier", flush=True)
+            records.append(json.loads(done.read_text()))
+            continue
+        print(f"  training {stage_dir} ({iterations} iterations)", flush=True)
+        log = out / f"{log_name}_{stage_dir.name}.log"
+        took = run_command(cmd, log)
+        seconds += took
+        record = {
+            "stage": stage_dir.name,
+            "iterations": iterations,
+            "seconds": took,
+            "loop_seconds": training_loop_seconds(log),
+            "command": cmd,
+        }
+        done.write_text(json.dumps(record))
+        records.append(record)
+    last = stage_dirs(spec, out)[-1]
+    return {"best": last / "model.pt", "last": last / "latest.pt", "seconds": seconds, "stages": records}
+
+
+def evaluate(
+    ckpt: str | os.PathLike,
+    datalist: str | os.PathLike,
+    split: str,
+    output_dir: str | os.PathLike,
+    image_size: int,
+    network: str = "condseg",
+    run_id: str = "evaluating",
+    overrides: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Evaluate a checkpoint with the bundle (``evaluating``, ``robustness`` or ``calibrate``); kept when done.
+
+    Args:
+        ckpt: ``model.pt`` (a state dict) or ``latest.pt`` (the training state; its ``model`` is loaded).
+        datalist: datalist JSON; ``split``: its evaluated split.
+        output_dir: where the bundle writes its reports (the call is skipped when the report exists).
+        image_size: the model's input size.
+        network: as in :class:`TrainSpec` (selects the network overlay).
+        run_id: ``evaluating`` (returns ``evaluation_summary.json``), ``robustness`` (``robustness.json``) or
+            ``calibrate`` (``evaluation_summary.json``; the operating point is written beside ``ckpt``).
+        overrides: extra ``{config id: value}`` overrides.
+
+    Returns:
+        The report JSON the command wrote.
+    """
+    out = Path(output_dir)
+    report = out / ("robustness.json" if run_id == "robustness" else "evaluation_summary.json")
+    if not report.is_file():
+        files = [TRAIN, EVALUATE, *TrainSpec(network=network, iterations=1, eval_every=1).network_configs()]
+        settings = {
+            "datalist": str(Path(datalist).resolve()),
+            "eval_split": split,
+            "ckpt_path": str(Path(ckpt).resolve()),
+            "image_size": image_size,
+            "output_dir": str(out.resolve()),
+            "include_hd95": False,
+            "num_workers": 0,
+            **(overrides or {}),
+        }
+        run_command(bundle_command(run_id, files, settings), out / f"{run_id}.log")
+    return json.loads(report.read_text())
+
+
+def add_data_arguments(parser: argparse.ArgumentParser, out_help: str = "results.json, results.md") -> None:
+    """The data and output options the benchmark scripts share (read by :func:`prepare_data`):
+    ``--data`` or ``--datalist``, ``--out``, ``--val-count``, ``--split-seed``."""
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data", type=Path, help="folder with images/ and masks/ (split here, see --val-count)")
+    source.add_argument("--datalist", type=Path, help="a prepared datalist JSON (its training/validation splits)")
+    parser.add_argument("--out", type=Path, required=True, help=f"output folder ({out_help})")
+    parser.add_argument("--val-count", type=int, default=80, help="--data: validation images")
+    parser.add_argument("--split-seed", type=int, default=0, help="--data: seed of the train/val split")
+
+
+def prepare_data(
+    args: argparse.Namespace, parser: argparse.ArgumentParser, extra: Sequence[str] = (), name: str = "datalist"
+) -> Path:
+    """The datalist of a benchmark run: ``--datalist``, or ``--data`` split once into ``<out>/<name>.json`` by
+    the product's ``prepare folder`` command (``extra``: more ``prepare`` options, e.g. ``--labeled-fraction``)."""
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.datalist is not None:
+        if not args.datalist.is_file():
+            parser.error(f"--datalist '{args.datalist}' does not exist.")
+        return args.datalist
+    if not args.data.is_dir():
+        parser.error(f"--data folder '{args.data}' does not exist.")
+    datalist = args.out / f"{name}.json"
+    if not datalist.is_file():
+        cmd = [sys.executable, "-m", "condseg_monai.data", "prepare", "folder", "--root", str(args.data)]
+        cmd += ["--out", str(datalist), "--val-count", str(args.val_count), "--seed", str(args.split_seed)]
+        run_command([*cmd, "--absolute", *extra], args.out / f"prepare_{name}.log")
+    return datalist
+
+
+def folder_datalist(folder: Path, out: Path, name: str) -> Path:
+    """A ``test`` datalist of every image of ``folder/images`` (with its ``folder/masks`` mask of the same stem; a
+    folder without ``masks/`` holds polyp-free frames: ``{"image", "negative": true}`` entries)."""
+    images = sorted(p for p in (folder / "images").iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    masks = folder / "masks"
+    entries: list[dict[str, Any]] = []
+    for img in images:
+        if masks.is_dir():
+            found = [m for m in masks.iterdir() if m.stem == img.stem]
+            if not found:
+                raise FileNotFoundError(f"no mask for '{img}' in '{masks}'.")
+            entries.append({"image": str(img.resolve()), "label": str(found[0].resolve())})
+        else:
+            entries.append({"image": str(img.resolve()), "negative": True})
+    path = out / f"cross_{name}.json"
+    path.write_text(json.dumps({"name": name, "test": entries}, indent=1))
+    return path
+
+
+def read_conditions(report: Mapping[str, Any]) -> dict[str, dict[str, float]]:
+    """``{"clean" | "<corruption>-<severity>": {metric: mean}}`` from the bundle's ``robustness.json``."""
+    out = {}
+    for row in report["conditions"]:
+        key = "clean" if row["severity"] == 0 else f"{row['corruption']}-{row['severity']}"
+        out[key] = {m: row[m] for m in PAPER_METRICS}
+    return out
+
+
+def read_detection(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """mIoU / mDSC (when the set has masks) and the frame-level decision of the bundle's evaluation summary."""
+    det = summary.get("detection", {})
+    resized = summary.get("metrics", {}).get("resized", {})
+    has_polyps = det.get("sensitivity") is not None  # polyp-free sets: the overlap of two empty masks says nothing
+    return {
+        "iou": resized.get("iou") if has_polyps else None,
+        "dice": resized.get("dice") if has_polyps else None,
+        "sensitivity": det.get("sensitivity"),
+        "specificity": det.get("specificity"),
+        "num_images": summary.get("num_images"),
+    }
+
+
+def mean_std(values: Sequence[float | None]) -> str:
+    """``"mean ± sample std"`` in percent of the finite values (one value: itself; none: ``–``)."""
+    values = [v for v in values if v is not None and math.isfinite(v)]
+    if not values:
+        return "–"
+    if len(values) == 1:
+        return f"{100 * values[0]:.1f}"
+    return f"{100 * statistics.fmean(values):.1f} ± {100 * statistics.stdev(values):.1f}"
+
+
+def count_parameters(ckpt: Path) -> int:
+    """Trainable parameters of the model in a bundle checkpoint (BatchNorm statistics are not parameters)."""
+    import torch
+
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    state = state.get("model", state)
+    skip = ("running_mean", "running_var", "num_batches_tracked")
+    return sum(v.numel() for k, v in state.items() if not k.endswith(skip))
+
+
+def environment() -> dict[str, Any]:
+    """The machine and the code of a benchmark run (recorded in its results.json)."""
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout
+    return {
+        "python": platform.python_version(),
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "commit": commit.strip(),
+    }
+
+
+def write_results(data: Mapping[str, Any], path: Path) -> None:
+    """Write a benchmark's results JSON atomically (an interrupted write never leaves half a file)."""
+    tmp = path.with_name(path.name + ".partial")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)

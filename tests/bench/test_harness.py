@@ -1,0 +1,104 @@
+# Copyright (c) condseg-monai contributors
+# Licensed under the Apache License, Version 2.0
+"""bench/harness.py: the benchmarks train and evaluate through the bundle's own commands (tiny runs)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import harness
+import pytest
+import torch
+
+from condseg_monai.data import generate_demo_dataset
+
+
+@pytest.fixture(scope="module")
+def demo_datalist(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("demo")
+    return generate_demo_dataset(folder, num_train=6, num_val=2, num_test=2, image_size=(40, 48), seed=0)
+
+
+def test_command_line_is_the_bundle_run() -> None:
+    cmd = harness.bundle_command(
+        "training", ["a.json", Path("b.json")], {"seed": 3, "amp": False, "x": None, "severities": [2, 3]}
+    )
+    assert cmd[:5] == [sys.executable, "-m", "monai.bundle", "run", "training"]
+    assert cmd[cmd.index("--config_file") + 1] == "['a.json','b.json']"
+    assert cmd[cmd.index("--seed") + 1] == "3" and cmd[cmd.index("--amp") + 1] == "false"
+    assert cmd[cmd.index("--x") + 1] == "null" and cmd[cmd.index("--severities") + 1] == "[2, 3]"
+
+
+def test_train_spec_checks_the_budget() -> None:
+    with pytest.raises(ValueError, match="eval_every"):
+        harness.TrainSpec(iterations=300, eval_every=200)
+    with pytest.raises(ValueError, match="eval_every"):
+        harness.TrainSpec(stage1_iterations=50, iterations=300, eval_every=100)
+    harness.TrainSpec(network="basic_unet", stage1_iterations=50, iterations=300, eval_every=100)  # no Stage 1
+    with pytest.raises(ValueError, match="network"):
+        harness.TrainSpec(network="resnet")
+    assert all((harness.NETWORK_CONFIGS / f"{n}.json").is_file() for n in harness.NETWORKS if n != "condseg")
+
+
+def _state(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def test_baseline_trains_for_the_budget_and_is_evaluated(demo_datalist: Path, tmp_path: Path) -> None:
+    spec = harness.TrainSpec(network="basic_unet", iterations=2, eval_every=1, image_size=32, batch_size=2)
+    got = harness.train(spec, demo_datalist, tmp_path / "run")
+    trainer = _state(got["last"])["trainer"]
+    # the budget in iterations: 2 "epochs" of 1 iteration each (the training split has 3 batches)
+    assert (trainer["iteration"], trainer["epoch_length"], trainer["max_epochs"]) == (2, 1, 2)
+    assert got["best"].is_file() and set(_state(got["best"])) == set(_state(got["last"])["model"])
+    assert got["best"].parent == tmp_path / "run" / "stage2"
+    done = json.loads((tmp_path / "run" / "stage2" / "DONE").read_text())
+    assert "bench/configs/basic_unet.json" in " ".join(done["command"]) and done["iterations"] == 2
+
+    # a finished stage is not trained again
+    mtime = got["last"].stat().st_mtime_ns
+    again = harness.train(spec, demo_datalist, tmp_path / "run")
+    assert again["seconds"] == 0 and got["last"].stat().st_mtime_ns == mtime
+
+    summary = harness.evaluate(got["last"], demo_datalist, "test", tmp_path / "eval", 32, "basic_unet")
+    detection = harness.read_detection(summary)
+    assert summary["num_images"] == 2 and 0.0 <= detection["iou"] <= 1.0 and detection["sensitivity"] is not None
+    robust = harness.evaluate(
+        got["best"], demo_datalist, "test", tmp_path / "rob", 32, "basic_unet", "robustness",
+        {"robustness_severities": [2], "robustness_corruptions": ["darken"]},
+    )  # fmt: skip
+    assert set(harness.read_conditions(robust)) == {"clean", "darken-2"}
+
+
+def test_condseg_runs_both_stage_configs(demo_datalist: Path, tmp_path: Path) -> None:
+    spec = harness.TrainSpec(
+        stage1_iterations=1, iterations=2, eval_every=1, image_size=32, batch_size=2, overrides={"feature_size": 16}
+    )
+    got = harness.train(spec, demo_datalist, tmp_path / "run")
+    assert [s["stage"] for s in got["stages"]] == ["stage1", "stage2"]
+    assert _state(tmp_path / "run" / "stage1" / "latest.pt")["trainer"]["iteration"] == 1
+    assert _state(got["last"])["trainer"]["iteration"] == 2
+    commands = [" ".join(s["command"]) for s in got["stages"]]
+    assert "configs/stage1.json" in commands[0] and "configs/stage2.json" in commands[1]
+    # Stage 2 starts from Stage 1's encoder (the bundle's hand-over reads stage1/model.pt)
+    stage1 = _state(tmp_path / "run" / "stage1" / "model.pt")
+    key = next(k for k in stage1 if k.startswith("encoder.") and k.endswith("weight"))
+    assert key in _state(got["best"])
+
+
+def test_folder_datalist_and_summaries(tmp_path: Path) -> None:
+    demo = generate_demo_dataset(tmp_path / "d", num_train=2, num_val=1, num_test=1, image_size=(40, 48), seed=0)
+    folder = demo.parent
+    pairs = json.loads(harness.folder_datalist(folder, tmp_path, "pairs").read_text())["test"]
+    assert len(pairs) == len(list((folder / "images").iterdir())) and all("label" in e for e in pairs)
+    free = tmp_path / "free" / "images"
+    free.mkdir(parents=True)
+    (free / "a.png").write_bytes(
+        (folder / "images" / sorted(p.name for p in (folder / "images").iterdir())[0]).read_bytes()
+    )
+    negatives = json.loads(harness.folder_datalist(free.parent, tmp_path, "free").read_text())["test"]
+    assert negatives == [{"image": str((free / "a.png").resolve()), "negative": True}]
+    assert harness.mean_std([0.5]) == "50.0" and harness.mean_std([None]) == "–"
+    assert harness.mean_std([0.4, 0.6]) == "50.0 ± 14.1"
