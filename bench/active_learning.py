@@ -1,44 +1,40 @@
 # Copyright (c) condseg-monai contributors
 # Licensed under the Apache License, Version 2.0
-"""Uncertainty-driven active learning (issue 14): do the uncertainty scores find the failures, and do they pick
-better images to label than chance?
+"""Uncertainty-driven active learning through the bundle: do the uncertainty scores find the failures, and do they
+pick better images to label than chance?
 
-Data: the seeded train/val split of ``bench/label_efficiency.py`` (``--data`` split once with
-``--val-count 80 --split-seed 0``), images cached at ``--size`` (:func:`accuracy.load_benchmark_data`). The network
-is ConDSeg, the scores are those of :func:`condseg_monai.inference.uncertainty_scores.uncertainty_scores` (all of
-:data:`~condseg_monai.inference.uncertainty_scores.SCORE_NAMES`, from the four flip-TTA passes, ConDSeg called with
-``return_aux=True`` so the SID map comes with the mask).
+Data: ``--data`` split once by the product's ``prepare folder --val-count --test-count --seed`` (the validation
+images select the bundle's model, the test images are the reported set). Training is the bundle's own workflow
+(:mod:`harness`); scores are the package's :func:`condseg_monai.metrics.score_images`, the function behind the
+MONAI Label scoring task (all of :data:`~condseg_monai.metrics.SCORE_NAMES`, from the four flip-TTA passes), on
+images prepared by the bundle's evaluation pipeline (:func:`condseg_monai.transforms.condseg_eval_transforms`).
 
-(a) Failure detection, for every model below, on the validation images: each image's scores and its Dice (the plain
-forward, threshold 0.5, so the mean is the mDSC of the table); per score the Spearman rank correlation between the
-score and the error ``1 - Dice`` and the AUROC of the score for detecting the images with Dice < ``--failure-dice``
-(None when one of the two classes is empty), and how many such failures there are.
+(a) Failure detection, for every model below, on the test images: each image's scores and its Dice (the plain
+forward, threshold 0.5); per score the Spearman rank correlation between the score and the error ``1 - Dice`` and
+the AUROC of the score for detecting the images with Dice < ``--failure-dice`` (None when one of the two classes
+is empty), and how many such failures there are.
 
 (b) A simulated annotation loop. ``--initial`` training pairs (:func:`condseg_monai.data.keep_labeled`,
-``--label-seed``) are labeled; ConDSeg is trained on them once (:func:`accuracy.train_condseg`: Stage 1 for
-``--stage1-steps``, Stage 2 for the rest of ``--initial-steps``); this initial model, cached in ``--out/states``,
-is the start of both arms. Then, for ``--rounds`` rounds and each arm, ``--per-round`` images of the candidate pool
-are labeled and the arm's previous model is fine-tuned on all its labeled images for ``--round-steps`` Stage-2
-steps (:class:`~condseg_monai.losses.ConDSegLoss`, a fresh Adam with the encoder at ``--encoder-lr``):
+``--label-seed``) are labeled; ConDSeg is trained on them by the bundle's two stages (``--stage1-steps`` +
+``--initial-steps`` iterations, model selected on validation); this initial model starts both arms. Then, for
+``--rounds`` rounds and each arm, ``--per-round`` images of the candidate pool are labeled and the arm's previous
+model is fine-tuned on all its labeled images by the bundle's fine-tuning workflow (``train.json`` with
+``finetune`` from the previous model: what MONAI Label's training runs) for ``--round-steps`` iterations:
 
 - ``uncertainty``: the ``--per-round`` not yet labeled pool images with the highest ``--score`` under the arm's
   previous model (scoring needs only the images, never their masks);
 - ``random``: the next not yet labeled images of a seeded permutation of the pool (the same at every rerun).
 
 The pool is a seeded random subset (``--pool-size``, ``--label-seed``) of the unlabeled training images, the same
-for both arms (scoring all 780 images every round would cost more than the training). Within a round both arms use
-the same batch seed and weight-state seed: only which images are labeled differs. Each round's model is evaluated
-(:func:`accuracy.evaluate`, clean validation images) and measured as in (a).
+for both arms. Within a round both arms use the same bundle seed: only which images are labeled differs. Each
+round's model is evaluated by the bundle (``evaluating`` on the test split) and measured as in (a).
 
-Rounds are the unit of work: after each, the arm's chosen images, metrics and model state (``--out/states``) are
-stored and ``results.json`` is rewritten atomically, so an interrupted run continues with the next round;
-``results.md`` holds the tables, the command and the settings. The states take about 180 MB per model (seven per
-seed at the default width). Cost at ``--size 64``, one thread, per seed with the defaults: ~100 Stage-1 steps of
-~1 s, 200 + 6 x 60 Stage-2 steps of ~3-4 s, 540 pool images scored (~0.85 s each: four passes) and seven
-evaluations of ~95 s, about 50 min in all on a busy 2-core machine. Usage::
+Rounds are the unit of work: after each, the arm's chosen images and metrics are stored and ``results.json`` is
+rewritten atomically, so an interrupted run continues with the next round (each round's bundle folder keeps its
+``model.pt``); ``results.md`` holds the tables, the command and the settings. Usage::
 
     python bench/active_learning.py --data ../shared/data/kvasir-seg --out runs/active_learning/kvasir64 \\
-        --size 64 --threads 1 [--initial-steps 300] [--round-steps 60] [--pool-size 200] [--seeds 0 1]
+        --size 64 --threads 1 [--initial-steps 200] [--round-steps 60] [--pool-size 200] [--seeds 0 1 2]
 """
 
 from __future__ import annotations
@@ -46,6 +42,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import random
 import shlex
 import statistics
@@ -55,39 +52,22 @@ from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import harness  # bench/ is sys.path[0] when run as a script
 import torch
-from accuracy import (
-    _train,
-    add_data_arguments,
-    batches,
-    benchmark_environment,
-    evaluate,
-    load_benchmark_data,
-    train_condseg,
-)
-from label_efficiency import IsolatedBatches, labeled_indices, resume_results
-from monai.utils import set_determinism
-from torch import nn
 
-from condseg_monai.engines import encoder_param_groups
-from condseg_monai.files import atomic_torch_save
-from condseg_monai.inference.report import write_json
-from condseg_monai.inference.uncertainty_scores import SCORE_NAMES, uncertainty_scores
-from condseg_monai.losses import ConDSegLoss
-from condseg_monai.metrics import binary_segmentation_metrics
+from condseg_monai.data import keep_labeled, read_datalist
+from condseg_monai.metrics import SCORE_NAMES, score_images
 from condseg_monai.networks import ConDSeg
+from condseg_monai.transforms import condseg_eval_transforms
 
 __all__ = [
     "ARMS",
     "auroc",
     "failure_detection",
-    "fine_tune",
     "main",
-    "per_image_dice",
     "pool_subset",
     "random_order",
     "rank",
-    "score_images",
     "select_random",
     "select_uncertain",
     "spearman",
@@ -95,7 +75,6 @@ __all__ = [
 ]
 
 ARMS = ("uncertainty", "random")
-ROUND_SEED_OFFSET = 1000  # round r of training seed s uses batch / weight-state seed s + r * this offset
 
 
 # --- statistics -------------------------------------------------------------------------------------------------
@@ -176,79 +155,48 @@ def select_uncertain(scores: Mapping[int, float], labeled: Collection[int], k: i
     return candidates[:k]
 
 
-# --- the network on cached images ---------------------------------------------------------------------------------
+# --- models and images ----------------------------------------------------------------------------------------
 
 
-def _chunks(cached: Sequence[Mapping[str, torch.Tensor]], batch_size: int) -> Any:
-    for i in range(0, len(cached), batch_size):
-        yield cached[i : i + batch_size]
-
-
-@torch.inference_mode()
-def score_images(
-    model: nn.Module, cached: Sequence[Mapping[str, torch.Tensor]], batch_size: int = 8
-) -> dict[str, list[float]]:
-    """Every uncertainty score of ``model`` (eval mode, ConDSeg with ``return_aux``) for each image; masks unused."""
-    model.eval()
-    prior = getattr(model, "return_aux", None)
-    if prior is not None:
-        model.return_aux = True  # the stacked output: the SID score needs the uncertainty map
-    try:
-        out: dict[str, list[float]] = {}
-        for chunk in _chunks(cached, batch_size):
-            scores = uncertainty_scores(model, torch.stack([c["image"] for c in chunk]))
-            for name, values in scores.items():
-                out.setdefault(name, []).extend(values.tolist())
-    finally:
-        if prior is not None:
-            model.return_aux = prior
+def load_images(entries: Sequence[Mapping[str, Any]], size: int, with_labels: bool) -> dict[str, list[torch.Tensor]]:
+    """The images (and masks) of ``entries`` as the bundle's evaluation pipeline prepares them at ``size``."""
+    prep = condseg_eval_transforms(size, label_key="label" if with_labels else None, track_meta=False)
+    out: dict[str, list[torch.Tensor]] = {"image": [], "label": []}
+    for e in entries:
+        d = prep({k: e[k] for k in (("image", "label") if with_labels else ("image",))})
+        out["image"].append(torch.as_tensor(d["image"]).float())
+        if with_labels:
+            out["label"].append(torch.as_tensor(d["label"]).float())
     return out
 
 
-@torch.inference_mode()
-def per_image_dice(model: nn.Module, cached: Sequence[Mapping[str, torch.Tensor]], batch_size: int = 8) -> list[float]:
-    """Dice of ``model``'s plain prediction (threshold 0.5) for each image (``binary_segmentation_metrics``)."""
-    model.eval()
-    dice: list[float] = []
-    for chunk in _chunks(cached, batch_size):
-        images = torch.stack([c["image"] for c in chunk])
-        labels = torch.stack([c["label"] for c in chunk])
-        dice += binary_segmentation_metrics(model(images), labels, logits=True)["dice"].tolist()
-    return dice
+def load_model(path: Path, feature_size: int) -> ConDSeg:
+    """The bundle's saved model (``model.pt``, a state dict) as a ConDSeg in eval mode."""
+    model = ConDSeg(feature_size=feature_size)
+    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    return model.eval()
 
 
 def failure_detection(
-    model: nn.Module, cached: Sequence[Mapping[str, torch.Tensor]], failure_dice: float = 0.5, batch_size: int = 8
+    model: torch.nn.Module, images: Mapping[str, Sequence[torch.Tensor]], failure_dice: float = 0.5
 ) -> dict[str, Any]:
-    """(a): per-image scores and Dice on ``cached``, and per score the Spearman correlation with ``1 - Dice`` and
-    the AUROC for detecting the images with Dice < ``failure_dice``."""
-    scores = score_images(model, cached, batch_size)
-    dice = per_image_dice(model, cached, batch_size)
+    """(a): per-image scores and Dice (:func:`condseg_monai.metrics.score_images`), and per score the Spearman
+    correlation with ``1 - Dice`` and the AUROC for detecting the images with Dice < ``failure_dice``."""
+    scores = score_images(model, images["image"], labels=images["label"])
+    dice = scores.pop("dice")
     error = [1.0 - d for d in dice]
     failed = [d < failure_dice for d in dice]
     stats = {name: {"spearman": spearman(s, error), "auroc": auroc(s, failed)} for name, s in scores.items()}
     return {"failures": sum(failed), "images": len(dice), "stats": stats, "dice": dice, "scores": scores}
 
 
-def fine_tune(model: nn.Module, data: Any, steps: int, lr: float, encoder_lr: float, prefix: str = "round") -> None:
-    """``steps`` Stage-2 steps of ``model`` (ConDSegLoss, a fresh Adam with the encoder at ``encoder_lr``)."""
-    optimizer = torch.optim.Adam(encoder_param_groups(model, lr, encoder_lr), lr=lr)
-    _train(prefix, model, model, optimizer, ConDSegLoss(), data, steps)
-
-
-def _save_state(model: nn.Module, meta: Mapping[str, Any], path: Path) -> None:
-    """``{"meta": meta, "model": state_dict}``, written atomically."""
-    atomic_torch_save({"meta": dict(meta), "model": model.state_dict()}, path)
-
-
-def _load_state(path: Path) -> dict[str, Any] | None:
-    return torch.load(path, map_location="cpu", weights_only=True) if path.is_file() else None
-
-
-def _model_from(state: Mapping[str, Any], feature_size: int) -> ConDSeg:
-    model = ConDSeg(feature_size=feature_size)
-    model.load_state_dict(state["model"])
-    return model
+def write_subset(full: Mapping[str, Any], ids: Sequence[int], path: Path) -> Path:
+    """The prepared datalist with only the training entries ``ids`` labeled (validation and test unchanged)."""
+    data = {k: v for k, v in full.items() if k != "unlabeled"}
+    data["training"] = [full["training"][i] for i in sorted(ids)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    harness.write_results(data, path)
+    return path
 
 
 # --- the tables -----------------------------------------------------------------------------------------------
@@ -287,10 +235,11 @@ def summarise(runs: Sequence[Mapping[str, Any]], settings: Mapping[str, Any], co
         f"of {settings['pool_size'] or 'all'} of the unlabeled training images (`--pool-size`; 0 = all), the same "
         "for both arms, to keep the scoring affordable. The uncertainty arm labels the highest "
         f"`{settings['score']}` images of the pool under its previous model, the random arm the next images of a "
-        f"seeded permutation of the pool. Initial model: ConDSeg, {settings['stage1_steps']} Stage-1 + "
-        f"{settings['initial_steps'] - settings['stage1_steps']} Stage-2 steps, shared by both arms; each round "
-        f"fine-tunes the arm's previous model for {settings['round_steps']} Stage-2 steps (fresh Adam, the same "
-        "batch seed for both arms). Values: mean ± sample std over seeds, in %.",
+        f"seeded permutation of the pool. Initial model: ConDSeg, the bundle's two stages ({settings['stage1_steps']} "
+        f"+ {settings['initial_steps']} iterations), shared by both arms; each round fine-tunes the arm's previous "
+        f"model for {settings['round_steps']} iterations by the bundle's fine-tuning workflow (the same seed for "
+        "both arms; every model selected on validation by the bundle). mIoU / mDSC: the bundle's evaluation on the "
+        "test split. Values: mean ± sample std over seeds, in %.",
         "",
         "| arm | round | labeled | seeds | mIoU | mDSC |",
         "|---|---|---|---|---|---|",
@@ -299,12 +248,12 @@ def summarise(runs: Sequence[Mapping[str, Any]], settings: Mapping[str, Any], co
     for arm, rnd, rs in models:
         lines.append(
             f"| {arm} | {rnd} | {rs[0]['labeled']} | {len(rs)} | "
-            f"{_fmt([r['val']['clean']['iou'] for r in rs])} | {_fmt([r['val']['clean']['dice'] for r in rs])} |"
+            f"{_fmt([r['test']['iou'] for r in rs])} | {_fmt([r['test']['dice'] for r in rs])} |"
         )
     names = [n for n in SCORE_NAMES if any(n in r["failure"]["stats"] for _, _, rs in models for r in rs)]
     lines += [
         "",
-        f"(a) Does the score find the failures? On the {runs[0]['failure']['images'] if runs else '?'} validation "
+        f"(a) Does the score find the failures? On the {runs[0]['failure']['images'] if runs else '?'} test "
         f"images: Spearman ρ between the score and 1 - Dice, and AUROC of the score for Dice < "
         f"{settings['failure_dice']} (– where every image or none is a failure; ρ > 0 and AUROC > 0.5: the "
         "higher the score, the worse the image). Scores from the four flip-TTA passes (`uncertainty_scores`), Dice "
@@ -322,7 +271,7 @@ def summarise(runs: Sequence[Mapping[str, Any]], settings: Mapping[str, Any], co
         model = "initial" if arm == "initial" else f"{arm} round {rnd}"
         failures = _fmt([float(r["failure"]["failures"]) for r in rs], scale=1.0, digits=1)
         lines.append(
-            f"| {model} | {rs[0]['labeled']} | {_fmt([r['val']['clean']['dice'] for r in rs])} | {failures} | "
+            f"| {model} | {rs[0]['labeled']} | {_fmt([r['test']['dice'] for r in rs])} | {failures} | "
             + " | ".join(cells)
             + " |"
         )
@@ -337,29 +286,28 @@ def _find(runs: Sequence[Mapping[str, Any]], seed: int, arm: str, rnd: int) -> M
     return next((r for r in runs if r["seed"] == seed and r["arm"] == arm and r["round"] == rnd), None)
 
 
-def _measure(model: nn.Module, val: list[dict[str, torch.Tensor]], args: argparse.Namespace) -> dict[str, Any]:
+def _measure(
+    model_path: Path, datalist: Path, run_dir: Path, test: Mapping[str, Any], args: argparse.Namespace
+) -> dict[str, Any]:
+    """The bundle's test evaluation of a round's model and (a) on the test images."""
     start = time.perf_counter()
-    out = {"val": evaluate(model, val), "failure": failure_detection(model, val, args.failure_dice)}
+    evaluation = harness.evaluate(
+        model_path, datalist, "test", run_dir / "eval_test", args.size, overrides={"feature_size": args.feature_size}
+    )
+    out = {"test": harness.read_detection(evaluation)}
+    out["failure"] = failure_detection(load_model(model_path, args.feature_size), test, args.failure_dice)
     out["eval_seconds"] = time.perf_counter() - start
     stats = out["failure"]["stats"]
-    text = ", ".join(
-        f"{n} ρ {s['spearman']:.2f} AUROC {s['auroc']:.2f}"
-        if s["spearman"] is not None and s["auroc"] is not None
-        else f"{n} ρ {s['spearman']} AUROC {s['auroc']}"
-        for n, s in stats.items()
-    )
-    print(
-        f"    val mIoU {100 * out['val']['clean']['iou']:.1f} mDSC {100 * out['val']['clean']['dice']:.1f}, "
-        f"{out['failure']['failures']} failures; {text} ({out['eval_seconds']:.0f} s)",
-        flush=True,
-    )
+    text = ", ".join(f"{n} AUROC {s['auroc']}" for n, s in stats.items())
+    print(f"    test mIoU {100 * out['test']['iou']:.1f}, {out['failure']['failures']} failures; {text}", flush=True)
     return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_data_arguments(parser, "results.json, results.md, states/")
+    harness.add_data_arguments(parser, "results.json, results.md, the bundle runs")
+    parser.add_argument("--test-count", type=int, default=80, help="--data: test images (the reported set)")
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds (whole experiments)")
     parser.add_argument("--label-seed", type=int, default=0, help="seed of the initial labeled set and of the pool")
@@ -370,68 +318,74 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--score", default="sid_uncertainty", choices=SCORE_NAMES, help="uncertainty arm's score")
     parser.add_argument("--failure-dice", type=float, default=0.5, help="(a): an image with Dice below is a failure")
     parser.add_argument("--size", type=int, default=64, help="image side (a multiple of 32)")
-    parser.add_argument("--initial-steps", type=int, default=300, help="initial model: steps of both stages")
-    parser.add_argument("--stage1-steps", type=int, default=100, help="initial model: Stage-1 steps out of those")
-    parser.add_argument("--round-steps", type=int, default=60, help="Stage-2 fine-tuning steps per round")
+    parser.add_argument("--initial-steps", type=int, default=200, help="initial model: Stage-2 iterations")
+    parser.add_argument("--stage1-steps", type=int, default=100, help="initial model: Stage-1 iterations")
+    parser.add_argument("--round-steps", type=int, default=60, help="fine-tuning iterations per round")
+    parser.add_argument("--eval-every", type=int, default=20, help="iterations between the bundle's validations")
     parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate")
-    parser.add_argument("--encoder-lr", type=float, default=1e-5, help="ConDSeg Stage 2: encoder learning rate")
     parser.add_argument("--feature-size", type=int, default=128, help="ConDSeg decoder width")
-    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (0: torch default)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads, here and in every bundle run (0: default)"
+    )
     args = parser.parse_args(argv)
     if args.size % 32 or args.size < 32:
         parser.error(f"--size must be a positive multiple of 32, got {args.size}.")
-    if not 0 < args.stage1_steps < args.initial_steps:
-        parser.error(f"--stage1-steps must be in 1..{args.initial_steps - 1} (< --initial-steps).")
-    for name in ("initial", "per_round", "rounds", "round_steps", "batch_size"):
+    for name in ("initial", "per_round", "rounds", "round_steps", "batch_size", "initial_steps", "stage1_steps"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1.")
+    try:
+        harness.TrainSpec(
+            iterations=args.initial_steps, stage1_iterations=args.stage1_steps, eval_every=args.eval_every
+        )
+        harness.TrainSpec(iterations=args.round_steps, eval_every=args.eval_every)
+    except ValueError as e:
+        parser.error(str(e))
     if args.threads:
         torch.set_num_threads(args.threads)
+        os.environ["OMP_NUM_THREADS"] = str(args.threads)  # inherited by every bundle run
     command = "python bench/active_learning.py " + shlex.join(argv)
 
-    t0 = time.perf_counter()
-    datalist, train, val = load_benchmark_data(args, parser)
-    seconds = time.perf_counter() - t0
-    print(f"loaded {len(train)} training / {len(val)} validation images in {seconds:.0f} s", flush=True)
-    if args.initial >= len(train):
-        parser.error(f"--initial ({args.initial}) must be below the {len(train)} training images.")
-    # the same choice as bench/label_efficiency.py (keep_labeled), by count
-    initial, unlabeled = labeled_indices(datalist, None, args.label_seed, count=args.initial)
-    pool = pool_subset(unlabeled, args.pool_size, args.label_seed)
+    datalist = harness.prepare_data(args, parser, ["--test-count", str(args.test_count)])
+    full = json.loads(Path(datalist).read_text())
+    n_train = len(full["training"])
+    if args.initial >= n_train:
+        parser.error(f"--initial ({args.initial}) must be below the {n_train} training images.")
+    kept = {e.image for e in keep_labeled(read_datalist(datalist), count=args.initial, seed=args.label_seed).training}
+    images = [e.image for e in read_datalist(datalist).training]
+    initial = [i for i, img in enumerate(images) if img in kept]
+    pool = pool_subset([i for i in range(n_train) if i not in set(initial)], args.pool_size, args.label_seed)
     if len(pool) < args.rounds * args.per_round:
         parser.error(f"the pool ({len(pool)}) is smaller than --rounds x --per-round ({args.rounds * args.per_round}).")
 
-    settings, results_path, runs = resume_results(args, parser, ("seeds", "arms"))  # only they select work
-    environment = benchmark_environment(train, val, pool_images=len(pool))
-    states = args.out / "states"
-    settings_key = json.dumps(settings, sort_keys=True)
+    ignore = ("seeds", "arms", "threads")
+    settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k not in ignore}
+    results_path = args.out / "results.json"
+    saved = json.loads(results_path.read_text()) if results_path.is_file() else {}
+    if saved.get("settings", settings) != settings:
+        parser.error(f"'{results_path}' holds results of other settings; use another --out or delete it.")
+    runs: list[dict[str, Any]] = saved.get("runs", [])
+    test = load_images(full["test"], args.size, with_labels=True)
+    pool_images: dict[int, torch.Tensor] = {}
 
     def store() -> None:
-        write_json({"settings": settings, "environment": environment, "runs": runs}, results_path)
+        harness.write_results({"settings": settings, "environment": harness.environment(), "runs": runs}, results_path)
         (args.out / "results.md").write_text(summarise(runs, settings, command) + "\n")
 
+    common = {"image_size": args.size, "batch_size": args.batch_size, "eval_every": args.eval_every}
+    common["overrides"] = {"feature_size": args.feature_size}
     for seed in args.seeds:
-        init_path = states / f"seed{seed}_initial.pt"
+        run_dir = args.out / "runs" / f"seed{seed}_initial"
         if _find(runs, seed, "initial", 0) is None:
-            meta = {"settings": settings_key, "seed": seed, "arm": "initial", "round": 0, "labeled_ids": initial}
-            cached = _load_state(init_path)
-            if cached is not None and {k: cached["meta"].get(k) for k in meta} == meta:
-                print(f"[seed {seed}] initial model: cached state '{init_path}'", flush=True)
-                model, seconds = _model_from(cached, args.feature_size), cached["meta"]["train_seconds"]
-            else:
-                print(f"[seed {seed}] initial model: {args.initial_steps} steps on {len(initial)} images", flush=True)
-                data = IsolatedBatches(batches([train[i] for i in initial], args.size, args.batch_size, seed))
-                torch.manual_seed(seed)
-                set_determinism(seed)
-                start = time.perf_counter()
-                model = train_condseg(
-                    data, args.initial_steps, args.stage1_steps, args.lr, args.encoder_lr, seed, args.feature_size
-                )
-                seconds = time.perf_counter() - start
-                _save_state(model, {**meta, "train_seconds": seconds}, init_path)
+            print(f"[seed {seed}] initial model on {len(initial)} images", flush=True)
+            subset = write_subset(full, initial, run_dir / "datalist.json")
+            spec = harness.TrainSpec(
+                iterations=args.initial_steps, stage1_iterations=args.stage1_steps, seed=seed, **common
+            )
+            trained = harness.train(spec, subset, run_dir)
             record = {"seed": seed, "arm": "initial", "round": 0, "labeled": len(initial), "labeled_ids": initial}
-            record |= {"added": initial, "pool": pool, "train_seconds": seconds, **_measure(model, val, args)}
+            record |= {"added": initial, "pool": pool, "model": str(trained["best"])}
+            record["train_seconds"] = sum(s["seconds"] for s in trained["stages"])
+            record |= _measure(trained["best"], subset, run_dir, test, args)
             runs.append(record)
             store()
         order = random_order(pool, args.label_seed, seed)
@@ -442,18 +396,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                 prev = _find(runs, seed, "initial" if rnd == 1 else arm, 0 if rnd == 1 else rnd - 1)
                 if prev is None:
                     parser.error(f"seed {seed}: {arm} round {rnd - 1} is missing in '{results_path}'.")
-                prev_path = init_path if rnd == 1 else states / f"seed{seed}_{arm}_round{rnd - 1}.pt"
-                state = _load_state(prev_path)
-                if state is None or state["meta"].get("labeled_ids") != prev["labeled_ids"]:
-                    parser.error(f"the model state '{prev_path}' is missing or stale; delete '{args.out}' to restart.")
-                model = _model_from(state, args.feature_size)
+                prev_model = Path(prev["model"])
+                if not prev_model.is_file():
+                    parser.error(f"the model '{prev_model}' is missing; delete '{args.out}' to restart.")
                 labeled = set(prev["labeled_ids"])
                 start = time.perf_counter()
                 record: dict[str, Any] = {"seed": seed, "arm": arm, "round": rnd}
                 if arm == "uncertainty":
                     candidates = [i for i in pool if i not in labeled]
                     print(f"[seed {seed}] {arm} round {rnd}: scoring {len(candidates)} pool images", flush=True)
-                    values = score_images(model, [train[i] for i in candidates])[args.score]
+                    missing = [i for i in candidates if i not in pool_images]
+                    loaded = load_images([full["training"][i] for i in missing], args.size, with_labels=False)
+                    pool_images |= dict(zip(missing, loaded["image"]))
+                    model = load_model(prev_model, args.feature_size)
+                    values = score_images(model, [pool_images[i] for i in candidates])[args.score]
                     scores = dict(zip(candidates, values))
                     added = select_uncertain(scores, labeled, args.per_round)
                     record["pool_scores"] = {str(i): s for i, s in scores.items()}
@@ -461,26 +417,21 @@ def main(argv: Sequence[str] | None = None) -> int:
                     added = select_random(order, labeled, args.per_round)
                 record["select_seconds"] = time.perf_counter() - start
                 ids = sorted(labeled | set(added))
-                print(
-                    f"[seed {seed}] {arm} round {rnd}: +{len(added)} -> {len(ids)} labeled, {args.round_steps} steps",
-                    flush=True,
+                print(f"[seed {seed}] {arm} round {rnd}: +{len(added)} -> {len(ids)} labeled", flush=True)
+                round_dir = args.out / "runs" / f"seed{seed}_{arm}_round{rnd}"
+                subset = write_subset(full, ids, round_dir / "datalist.json")
+                spec = harness.TrainSpec(
+                    iterations=args.round_steps, seed=seed + rnd, finetune_from=prev_model, **common
                 )
-                round_seed = seed + ROUND_SEED_OFFSET * rnd  # the same for both arms
-                data = IsolatedBatches(batches([train[i] for i in ids], args.size, args.batch_size, round_seed))
-                torch.manual_seed(round_seed)
-                set_determinism(round_seed)
-                start = time.perf_counter()
-                fine_tune(model, data, args.round_steps, args.lr, args.encoder_lr, prefix=f"{arm} round {rnd}")
-                record["train_seconds"] = time.perf_counter() - start
-                record |= {"labeled": len(ids), "labeled_ids": ids, "added": added, "batches_digest": data.digest}
-                record |= _measure(model, val, args)
-                meta = {"settings": settings_key, "seed": seed, "arm": arm, "round": rnd, "labeled_ids": ids}
-                _save_state(model, meta, states / f"seed{seed}_{arm}_round{rnd}.pt")
+                trained = harness.train(spec, subset, round_dir)
+                record["train_seconds"] = sum(s["seconds"] for s in trained["stages"])
+                record |= {"labeled": len(ids), "labeled_ids": ids, "added": added, "model": str(trained["best"])}
+                record |= _measure(trained["best"], subset, round_dir, test, args)
                 runs.append(record)
                 store()
     store()
     print((args.out / "results.md").read_text(), flush=True)
-    return 0 if all(math.isfinite(r["val"]["clean"]["iou"]) for r in runs) else 1
+    return 0 if all(r["test"]["iou"] is not None and math.isfinite(r["test"]["iou"]) for r in runs) else 1
 
 
 if __name__ == "__main__":

@@ -49,26 +49,25 @@ import json
 import os
 import random
 import shutil
-import subprocess
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-BUNDLE = REPO / "bundle" / "configs"
-META = str(BUNDLE / "metadata.json")
-TRAIN_EVAL = f"['{BUNDLE / 'train.json'}','{BUNDLE / 'evaluate.json'}']"
+import harness  # bench/ is sys.path[0] when run as a script
+
+REPO = harness.REPO
+# iterations of Stage 1 / Stage 2 and the validation interval (the epochs of the first run: 3 + 6 x 100 iterations,
+# 30 + 60 x 10 validated every second, 2 + 4 x 150)
 ARMS: dict[str, dict[str, Any]] = {
-    "sup": {"datalist": "kvasir_full.json", "epochs": (3, 6), "configs": []},
+    "sup": {"datalist": "kvasir_full.json", "iterations": (300, 600), "eval_every": 100, "configs": []},
     "semi": {
         "datalist": "kvasir_semi.json",
-        "epochs": (30, 60),
-        "configs": ["configs/semi_supervised.json"],
-        "extra": ["--val_interval", "2"],
+        "iterations": (300, 600),
+        "eval_every": 20,
+        "configs": [str(REPO / "configs" / "semi_supervised.json")],
     },
-    "sup_neg": {"datalist": "kvasir_neg.json", "epochs": (2, 4), "configs": []},
+    "sup_neg": {"datalist": "kvasir_neg.json", "iterations": (300, 600), "eval_every": 150, "configs": []},
 }
 EVAL_SETS = {
     "kvasir_val": ("kvasir_full.json", "validation"),
@@ -77,22 +76,6 @@ EVAL_SETS = {
 }
 ROC_SPECIFICITIES = (0.8, 0.9, 0.95, 0.99)
 PERSISTENCE = (1, 2, 3, 6)
-
-
-def _python() -> str:
-    return sys.executable
-
-
-def _run(cmd: Sequence[str], log: Path) -> None:
-    """Run one product command, its output in ``log``; raise with the log's tail on failure."""
-    log.parent.mkdir(parents=True, exist_ok=True)
-    t0 = time.time()
-    with log.open("w") as f:
-        rc = subprocess.call(list(cmd), stdout=f, stderr=subprocess.STDOUT, cwd=REPO)
-    if rc != 0:
-        tail = log.read_text(errors="replace")[-3000:]
-        raise RuntimeError(f"command failed (rc {rc}, log {log}):\n{' '.join(cmd)}\n...\n{tail}")
-    print(f"  done in {time.time() - t0:.0f} s: {log}", flush=True)
 
 
 def _pairs(folder: Path) -> list[dict[str, str]]:
@@ -113,10 +96,10 @@ def make_data(data: Path, out: Path, seed: int = 0, val_count: int = 80, pool_si
     from condseg_monai.data import Datalist, write_datalist
 
     out.mkdir(parents=True, exist_ok=True)
-    prep = [_python(), "-m", "condseg_monai.data", "prepare", "folder", "--root", str(data / "kvasir-seg")]
+    prep = [sys.executable, "-m", "condseg_monai.data", "prepare", "folder", "--root", str(data / "kvasir-seg")]
     common = ["--val-count", str(val_count), "--seed", str(seed), "--absolute"]
-    _run([*prep, "--out", str(out / "kvasir_full.json"), *common], out / "logs" / "prepare_full.log")
-    _run(
+    harness.run_command([*prep, "--out", str(out / "kvasir_full.json"), *common], out / "logs" / "prepare_full.log")
+    harness.run_command(
         [*prep, "--out", str(out / "kvasir_semi.json"), *common, "--labeled-fraction", "0.1"],
         out / "logs" / "prepare_semi.log",
     )
@@ -130,7 +113,7 @@ def make_data(data: Path, out: Path, seed: int = 0, val_count: int = 80, pool_si
     for i in pool:
         src = Path(free[i]["image"])
         (pool_dir / src.name).symlink_to(src)
-    _run(
+    harness.run_command(
         [*prep, "--out", str(out / "kvasir_neg.json"), *common, "--negatives-dir", str(pool_dir)],
         out / "logs" / "prepare_neg.log",
     )
@@ -146,38 +129,25 @@ def make_data(data: Path, out: Path, seed: int = 0, val_count: int = 80, pool_si
 
 
 def train(out: Path, arms: Sequence[str], size: int, seed: int) -> None:
-    """Train each arm with the bundle (skipped when its Stage-2 model exists)."""
+    """Train each arm with the bundle (:func:`harness.train`: finished stages are skipped)."""
     for arm in arms:
         spec = ARMS[arm]
-        run_dir = out / arm
-        if (run_dir / "stage2" / "model.pt").is_file() and (run_dir / "DONE").is_file():
-            print(f"{arm}: trained already ({run_dir})")
-            continue
-        configs = ["bundle/configs/train.json", "configs/both_stages.json", *spec["configs"]]
-        cmd = [
-            _python(), "-m", "monai.bundle", "run", "training", "--meta_file", META,
-            "--config_file", str(configs).replace('"', "'"),
-            "--datalist", str(out / spec["datalist"]), "--output_dir", str(run_dir),
-            "--image_size", str(size), "--stage1_batch_size", "8", "--stage2_batch_size", "8",
-            "--stage1_max_epochs", str(spec["epochs"][0]), "--stage2_max_epochs", str(spec["epochs"][1]),
-            "--seed", str(seed), "--num_workers", "0", "--num_preview_images", "0", *spec.get("extra", []),
-        ]  # fmt: skip
+        stage1, stage2 = spec["iterations"]
+        train_spec = harness.TrainSpec(
+            iterations=stage2,
+            stage1_iterations=stage1,
+            eval_every=spec["eval_every"],
+            image_size=size,
+            batch_size=8,
+            seed=seed,
+            configs=spec["configs"],
+        )
         print(f"{arm}: training ...", flush=True)
-        _run(cmd, run_dir / "train.log")
-        (run_dir / "DONE").write_text("done\n")
+        harness.train(train_spec, out / spec["datalist"], out / arm)
 
 
-def _evaluate(out: Path, ckpt: Path, datalist: str, split: str, dest: Path, size: int, extra=()) -> dict:
-    summary = dest / "evaluation_summary.json"
-    if not summary.is_file():
-        cmd = [
-            _python(), "-m", "monai.bundle", "run", "evaluating", "--meta_file", META, "--config_file", TRAIN_EVAL,
-            "--datalist", str(out / datalist), "--eval_split", split, "--ckpt_path", str(ckpt),
-            "--image_size", str(size), "--output_dir", str(dest), "--include_hd95", "false", "--num_workers", "0",
-            *extra,
-        ]  # fmt: skip
-        _run(cmd, dest / "run.log")
-    return json.loads(summary.read_text())
+def _evaluate(out: Path, ckpt: Path, datalist: str, split: str, dest: Path, size: int, extra=None) -> dict:
+    return harness.evaluate(ckpt, out / datalist, split, dest, size, overrides=extra)
 
 
 def evaluate(out: Path, arms: Sequence[str], size: int, target_specificity: float) -> None:
@@ -189,20 +159,16 @@ def evaluate(out: Path, arms: Sequence[str], size: int, target_specificity: floa
             continue
         for name, (datalist, split) in EVAL_SETS.items():
             print(f"{arm}: {name} at the default operating point", flush=True)
-            _evaluate(out, ckpt, datalist, split, out / "eval" / arm / "default" / name, size, ["--min_area", "0.001"])
+            _evaluate(out, ckpt, datalist, split, out / "eval" / arm / "default" / name, size, {"min_area": 0.001})
         calibrated = out / "eval" / arm / "calibrated_model" / "model.pt"
         if not calibrated.with_name("model.operating_point.json").is_file():
             calibrated.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(ckpt, calibrated)
-            cmd = [
-                _python(), "-m", "monai.bundle", "run", "calibrate", "--meta_file", META, "--config_file", TRAIN_EVAL,
-                "--datalist", str(out / "calibration.json"), "--eval_split", "validation",
-                "--ckpt_path", str(calibrated), "--image_size", str(size), "--include_hd95", "false",
-                "--output_dir", str(out / "eval" / arm / "calibration"), "--num_workers", "0",
-                "--target_specificity", str(target_specificity),
-            ]  # fmt: skip
             print(f"{arm}: calibrate", flush=True)
-            _run(cmd, out / "eval" / arm / "calibration" / "run.log")
+            harness.evaluate(
+                calibrated, out / "calibration.json", "validation", out / "eval" / arm / "calibration", size,
+                run_id="calibrate", overrides={"target_specificity": target_specificity},
+            )  # fmt: skip
         for name in ("cvc", "polyp_free"):
             datalist, split = EVAL_SETS[name]
             print(f"{arm}: {name} at the calibrated operating point", flush=True)
@@ -281,13 +247,13 @@ def temporal(out: Path, arms: Sequence[str], size: int, fps: float) -> None:
             dest = out / "video" / arm / name
             if (dest / f"{video.stem}_frames.csv").is_file():
                 continue
-            cmd = [
-                _python(), "-m", "monai.bundle", "run", "inference", "--meta_file", META,
-                "--config_file", str(BUNDLE / "inference.json"), "--input_path", str(video),
-                "--ckpt_path", str(ckpt), "--image_size", str(size), "--output_dir", str(dest),
-            ]  # fmt: skip
+            cmd = harness.bundle_command(
+                "inference",
+                [harness.BUNDLE_CONFIGS / "inference.json"],
+                {"input_path": str(video), "ckpt_path": str(ckpt), "image_size": size, "output_dir": str(dest)},
+            )
             print(f"{arm}: video inference on {name}", flush=True)
-            _run(cmd, dest / "run.log")
+            harness.run_command(cmd, dest / "run.log")
 
 
 def _temporal_rows(out: Path, arm: str) -> list[dict[str, Any]]:

@@ -158,6 +158,8 @@ class TrainSpec:
         configs: extra config overlays for every stage (e.g. ``configs/semi_supervised.json``).
         overrides: extra ``{config id: value}`` overrides for every stage.
         stage2_overrides: overrides for Stage 2 (or the single baseline run) only.
+        finetune_from: a model to fine-tune instead (``train.json`` alone: the bundle's fine-tuning workflow, the
+            one MONAI Label's training runs: ``finetune`` from ``pretrained_checkpoint``, no Stage 1).
     """
 
     network: str = "condseg"
@@ -170,14 +172,20 @@ class TrainSpec:
     configs: Sequence[str] = ()
     overrides: Mapping[str, Any] = field(default_factory=dict)
     stage2_overrides: Mapping[str, Any] = field(default_factory=dict)
+    finetune_from: str | os.PathLike | None = None
 
     def __post_init__(self) -> None:
         if self.network not in NETWORKS:
             raise ValueError(f"network must be one of {NETWORKS}, got {self.network!r}.")
-        counts = [self.iterations] + ([self.stage1_iterations] if self.network == "condseg" else [])
+        counts = [self.iterations] + ([self.stage1_iterations] if self.two_stages else [])
         for n in counts:
             if n <= 0 or self.eval_every <= 0 or n % self.eval_every:
                 raise ValueError(f"eval_every ({self.eval_every}) must divide the iteration counts {counts}.")
+
+    @property
+    def two_stages(self) -> bool:
+        """ConDSeg from scratch: Stage 1 then Stage 2 (otherwise one run of ``train.json``)."""
+        return self.network == "condseg" and self.finetune_from is None
 
     def network_configs(self) -> list[Path]:
         """The network's overlay (none for ConDSeg, whose network and loss are the bundle's)."""
@@ -187,7 +195,7 @@ class TrainSpec:
 def stage_dirs(spec: TrainSpec, output_dir: str | os.PathLike) -> list[Path]:
     """The bundle's output folder of each stage (``stage1/``, ``stage2/``; a baseline: ``stage2/``)."""
     out = Path(output_dir)
-    return [out / "stage1", out / "stage2"] if spec.network == "condseg" else [out / "stage2"]
+    return [out / "stage1", out / "stage2"] if spec.two_stages else [out / "stage2"]
 
 
 def train(
@@ -218,13 +226,18 @@ def train(
         "num_preview_images": 0,
         **spec.overrides,
     }
-    if spec.network == "condseg":
+    if spec.two_stages:
         stages = [
             (STAGE_CONFIGS[0], spec.stage1_iterations, {}),
             (STAGE_CONFIGS[1], spec.iterations, spec.stage2_overrides),
         ]
-    else:  # train.json alone is a supervised run; its folders are those of a Stage 2
-        overrides = {"log_dir": str((out / "stage2").resolve()), "ckpt_dir": str((out / "stage2").resolve())}
+    else:  # train.json alone is a supervised (fine-tuning) run; its folders are those of a Stage 2
+        overrides: dict[str, Any] = {
+            "log_dir": str((out / "stage2").resolve()),
+            "ckpt_dir": str((out / "stage2").resolve()),
+        }
+        if spec.finetune_from is not None:
+            overrides |= {"finetune": True, "pretrained_checkpoint": str(Path(spec.finetune_from).resolve())}
         stages = [(None, spec.iterations, {**overrides, **spec.stage2_overrides})]
     seconds = 0.0
     records = []
