@@ -4,7 +4,7 @@
 
 Models (all 3 input channels, 1 output channel of raw logits, except the reference):
 
-- ``official``: the official ConDSeg layout, ``tests/networks/official_reference.py`` (an independent
+- ``official``: the official ConDSeg layout, ``bench/official_reference.py`` (an independent
   re-implementation of the official code: literal unfold/fold CDFA, sigmoid outputs, auxiliary head always
   computed, NCHW), trained with its own Stage-2 loss (``official_stage2_loss``: double sigmoid, batch-summed
   beta, complementarity on probabilities); the yardstick of the side-by-side comparison;
@@ -55,15 +55,16 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import harness  # bench/ is sys.path[0] when run as a script
 import torch
 from speed import (  # bench/ is sys.path[0] when run as a script
-    ROOT,
     count_flops,
     cpu_name,
     peak_memory_mb,
     report,
     run_worker_process,
     sync_device,
+    training_objective,
 )
 from torch import nn
 
@@ -97,18 +98,14 @@ def build_model(name: str, use_checkpoint: bool = True) -> nn.Module:
     from monai.networks import nets
 
     if name == "official":
-        sys.path.insert(0, str(ROOT / "tests" / "networks"))
         from official_reference import OfficialConDSeg
 
         return OfficialConDSeg()
-    if name in ("condseg", "condseg_plain"):
-        from condseg_monai.networks import ConDSeg
-
-        return ConDSeg(use_checkpoint=use_checkpoint and name == "condseg")
+    if name in ("condseg", "condseg_plain"):  # the bundle's Stage-2 network (condseg_plain: no checkpointing)
+        use = use_checkpoint and name == "condseg"
+        return harness.bundle_components(2, ["network_def"], {"use_checkpoint": use})["network_def"]
     if name == "stage1":
-        from condseg_monai.networks import ConDSegStage1
-
-        return ConDSegStage1()
+        return harness.bundle_components(1, ["network_def"])["network_def"]
     common = {"spatial_dims": 2, "in_channels": 3, "out_channels": 1}
     if name == "unet":
         return nets.UNet(**common, channels=(32, 64, 128, 256, 512), strides=(2, 2, 2, 2), num_res_units=2)
@@ -119,30 +116,6 @@ def build_model(name: str, use_checkpoint: bool = True) -> nn.Module:
     if name == "segresnet":
         return nets.SegResNet(**common, init_filters=32)
     raise ValueError(f"unknown model {name!r}; expected one of {MODELS}.")
-
-
-def _training_objective(name: str, model: nn.Module) -> tuple[Callable, nn.Module]:
-    """Return ``(forward, loss)`` of one training step: ``loss(forward(x).float(), y)``."""
-    from condseg_monai.losses import ConDSegLoss, DiceBCELoss, Stage1Loss
-
-    if name == "official":
-        from official_reference import official_stage2_loss
-
-        # its 4 sigmoid maps, stacked like ours so that the step is written once; the official loss unstacks them
-        return (lambda x: torch.stack(model(x), dim=1)), (lambda pred, y: official_stage2_loss(pred.unbind(1), y))
-    if name in ("condseg", "condseg_plain"):
-        return model, ConDSegLoss()  # train-mode output (B, 4, 1, H, W): mask, fg, bg, uncertainty
-    if name == "stage1":
-        from condseg_monai.engines import StrongViewPrepareBatch
-        from condseg_monai.inferers import ConsistencyInferer
-        from condseg_monai.transforms import RandIlluminationContrastAugment
-
-        views = StrongViewPrepareBatch(RandIlluminationContrastAugment().set_random_state(seed=0))
-        inferer = ConsistencyInferer()
-        return (
-            lambda x: inferer(x, model, **views({"image": x})[3])
-        ), Stage1Loss()  # (B, 2, 1, H, W): clean and strong view
-    return model, DiceBCELoss()
 
 
 def make_step(
@@ -188,7 +161,7 @@ def make_step(
         return infer
 
     y = (torch.rand(batch, 1, size, size, generator=gen) > 0.5).float().to(device)
-    forward, loss_fn = _training_objective(name, model)
+    forward, loss_fn = training_objective(name, model)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     # fp16 gradients need loss scaling; bf16 has float32's exponent range and does not
     scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16 and device.type == "cuda")

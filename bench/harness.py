@@ -43,6 +43,7 @@ __all__ = [
     "TrainSpec",
     "add_data_arguments",
     "bundle_command",
+    "bundle_components",
     "count_parameters",
     "environment",
     "evaluate",
@@ -190,6 +191,31 @@ class TrainSpec:
     def network_configs(self) -> list[Path]:
         """The network's overlay (none for ConDSeg, whose network and loss are the bundle's)."""
         return [] if self.network == "condseg" else [NETWORK_CONFIGS / f"{self.network}.json"]
+
+
+def bundle_components(
+    stage: int = 2, names: Sequence[str] = ("network_def", "loss"), overrides: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """Components as the bundle's training config builds them, in this process (for the speed micro-benchmarks).
+
+    Args:
+        stage: 1 or 2: ``train.json`` with that stage config (Stage 1: ``ConDSegStage1`` and ``Stage1Loss``; Stage 2:
+            ``ConDSeg`` and ``ConDSegLoss``, with the bundle's ``feature_size``, ``use_checkpoint``, loss settings).
+        names: config ids to build.
+        overrides: ``{config id: value}`` set before building (e.g. ``{"use_checkpoint": False}``).
+
+    Returns:
+        ``{name: component}``.
+    """
+    from monai.bundle import ConfigParser
+
+    if stage not in (1, 2):
+        raise ValueError(f"stage must be 1 or 2, got {stage}.")
+    parser = ConfigParser()
+    parser.read_config([str(TRAIN), str(STAGE_CONFIGS[stage - 1])])
+    for key, value in (overrides or {}).items():
+        parser[key] = value
+    return {name: parser.get_parsed_content(name) for name in names}
 
 
 def stage_dirs(spec: TrainSpec, output_dir: str | os.PathLike) -> list[Path]:

@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import harness  # bench/ is sys.path[0] when run as a script
 import torch
 from speed import cpu_name, report  # bench/ is sys.path[0] when run as a script
 from torch import nn
@@ -42,9 +43,7 @@ __all__ = ["main", "module_profile", "operator_profile"]
 
 
 def _training_step(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[[], None]:
-    from condseg_monai.losses import ConDSegLoss
-
-    loss_fn = ConDSegLoss()
+    loss_fn = harness.bundle_components(2, ["loss"])["loss"]  # the bundle's Stage-2 loss
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-4)
 
     def step() -> None:
@@ -193,8 +192,6 @@ def format_tables(info: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    from condseg_monai.networks import ConDSeg
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=256, help="image side (a multiple of 16)")
     parser.add_argument("--batch", type=int, default=4)
@@ -213,7 +210,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     fmt = torch.channels_last if args.channels_last else torch.contiguous_format
     torch.manual_seed(0)
-    net = ConDSeg(feature_size=args.feature_size, use_checkpoint=args.checkpoint).to(memory_format=fmt)
+    settings = {"feature_size": args.feature_size, "use_checkpoint": args.checkpoint}
+    net = harness.bundle_components(2, ["network_def"], settings)["network_def"].to(memory_format=fmt)
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(args.batch, 3, args.size, args.size, generator=gen).contiguous(memory_format=fmt)
     y = (torch.rand(args.batch, 1, args.size, args.size, generator=gen) > 0.5).float()

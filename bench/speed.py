@@ -16,7 +16,7 @@ Usage::
                           [--model condseg|stage1|reference] [--threads N]
 
 ``--model reference`` benchmarks the test-suite re-implementation of the *official* model
-(``tests/networks/official_reference.py``: unfold/fold CDFA, sigmoids, auxiliary head always computed) on the same
+(``bench/official_reference.py``: unfold/fold CDFA, sigmoids, auxiliary head always computed) on the same
 machine, for a like-for-like comparison.
 """
 
@@ -30,38 +30,66 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+import harness  # bench/ is sys.path[0] when run as a script
 import torch
 from torch import nn
 
-__all__ = ["count_flops", "main", "peak_memory_mb", "report", "run_worker_process", "sync_device"]
+__all__ = [
+    "count_flops",
+    "main",
+    "peak_memory_mb",
+    "report",
+    "run_worker_process",
+    "sync_device",
+    "training_objective",
+]
 
 ROOT = Path(__file__).resolve().parents[1]
 MEASUREMENTS = ("baseline", "infer_b1", "infer_b8", "train_b4")
 
 
 def build_model(name: str, use_checkpoint: bool = False) -> nn.Module:
+    """The bundle's Stage-2 (``condseg``) or Stage-1 network, or the official reference layout."""
     if name == "condseg":
-        from condseg_monai.networks import ConDSeg
-
-        return ConDSeg(use_checkpoint=use_checkpoint)
+        return harness.bundle_components(2, ["network_def"], {"use_checkpoint": use_checkpoint})["network_def"]
     if name == "stage1":
-        from condseg_monai.networks import ConDSegStage1
-
-        return ConDSegStage1()
+        return harness.bundle_components(1, ["network_def"])["network_def"]
     if name == "reference":
-        sys.path.insert(0, str(ROOT / "tests" / "networks"))
         from official_reference import OfficialConDSeg
 
         return OfficialConDSeg()
     raise ValueError(f"unknown --model {name!r}")
 
 
-def _outputs(out: torch.Tensor | tuple[torch.Tensor, ...]) -> list[torch.Tensor]:
-    if isinstance(out, torch.Tensor):
-        return [out] if out.dim() == 4 else list(out.unbind(1))
-    return list(out)
+def training_objective(name: str, model: nn.Module) -> tuple[Callable, nn.Module]:
+    """Return ``(forward, loss)`` of one training step: ``loss(forward(x).float(), y)``.
+
+    ConDSeg and Stage 1 train with the bundle's losses (and Stage 1 on its clean + strong views); the official
+    reference layout with its own Stage-2 loss; MONAI baselines with Dice + BCE (``bench/configs/``).
+    """
+    from condseg_monai.losses import DiceBCELoss
+
+    if name == "official":
+        from official_reference import official_stage2_loss
+
+        # its 4 sigmoid maps, stacked like ours so that the step is written once; the official loss unstacks them
+        return (lambda x: torch.stack(model(x), dim=1)), (lambda pred, y: official_stage2_loss(pred.unbind(1), y))
+    if name in ("condseg", "condseg_plain"):  # the bundle's Stage-2 loss on (B, 4, 1, H, W): mask, fg, bg, uncertainty
+        return model, harness.bundle_components(2, ["loss"])["loss"]
+    if name == "stage1":
+        from condseg_monai.engines import StrongViewPrepareBatch
+        from condseg_monai.inferers import ConsistencyInferer
+        from condseg_monai.transforms import RandIlluminationContrastAugment
+
+        views = StrongViewPrepareBatch(RandIlluminationContrastAugment().set_random_state(seed=0))
+        inferer = ConsistencyInferer()
+        return (lambda x: inferer(x, model, **views({"image": x})[3])), harness.bundle_components(1, ["loss"])[
+            "loss"
+        ]  # (B, 2, 1, H, W): clean and strong view
+    return model, DiceBCELoss()
 
 
 def sync_device(device: torch.device) -> None:
@@ -121,16 +149,12 @@ def run_worker(args: argparse.Namespace) -> dict:
         y = (torch.rand(batch, 1, args.size, args.size, device=device) > 0.5).float()
         model.train()
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-        # the reference returns probabilities: compare like with like using the matching BCE
-        if args.model == "reference":
-            loss_fn = nn.functional.binary_cross_entropy
-        else:
-            loss_fn = nn.functional.binary_cross_entropy_with_logits
+        forward, loss_fn = training_objective("official" if args.model == "reference" else args.model, model)
         for i in range(args.warmup + args.repeats):
             sync_device(device)
             t0 = time.perf_counter()
             optimizer.zero_grad(set_to_none=True)
-            loss = sum(loss_fn(o, y) for o in _outputs(model(x)))
+            loss = loss_fn(forward(x).float(), y)
             loss.backward()
             optimizer.step()
             sync_device(device)

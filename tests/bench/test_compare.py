@@ -5,15 +5,17 @@
 from __future__ import annotations
 
 import compare
+import harness
+import speed
 import torch
 
 
 def test_official_objective_is_the_official_loss_on_its_probabilities() -> None:
     torch.manual_seed(0)
-    model = compare.build_model("official")  # puts tests/networks on sys.path
+    model = compare.build_model("official")
     from official_reference import official_stage2_loss
 
-    forward, loss_fn = compare._training_objective("official", model)
+    forward, loss_fn = speed.training_objective("official", model)
     x, y = torch.rand(2, 3, 32, 32), (torch.rand(2, 1, 32, 32) > 0.5).float()
     model.train()
     pred = forward(x)
@@ -24,6 +26,18 @@ def test_official_objective_is_the_official_loss_on_its_probabilities() -> None:
     assert 0.6 < loss.item() < 10
     loss.backward()
     assert all(p.grad is not None for p in model.decouple_layer.parameters())  # the aux terms reach SID
+
+
+def test_condseg_is_benchmarked_as_the_bundle_builds_and_trains_it() -> None:
+    net = compare.build_model("condseg")
+    config = harness.bundle_components(2, ["network_def", "loss"])
+    assert type(net) is type(config["network_def"]) and net.use_checkpoint
+    assert not compare.build_model("condseg_plain").use_checkpoint
+    assert sum(p.numel() for p in net.parameters()) == sum(p.numel() for p in config["network_def"].parameters())
+    _, loss = speed.training_objective("condseg", net)
+    assert type(loss) is type(config["loss"]) and loss.beta_max == config["loss"].beta_max
+    forward, stage1_loss = speed.training_objective("stage1", compare.build_model("stage1"))
+    assert type(stage1_loss).__name__ == "Stage1Loss"
 
 
 def test_side_by_side_table(tmp_path) -> None:
