@@ -122,12 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--size must be a positive multiple of 32, got {args.size}.")
     if not 0 < args.stage1_steps < args.steps:
         parser.error(f"--stage1-steps must be in 1..{args.steps - 1} (< --steps), got {args.stage1_steps}.")
-    cross = {}
-    for item in args.cross:
-        name, sep, folder = item.partition("=")
-        if not sep or not Path(folder, "images").is_dir():
-            parser.error(f"--cross expects NAME=FOLDER with FOLDER/images, got {item!r}.")
-        cross[name] = Path(folder)
+    cross = harness.parse_cross(args.cross, parser)
     if args.threads:
         os.environ["OMP_NUM_THREADS"] = str(args.threads)  # inherited by every bundle run
 

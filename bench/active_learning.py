@@ -203,12 +203,7 @@ def write_subset(full: Mapping[str, Any], ids: Sequence[int], path: Path) -> Pat
 
 
 def _fmt(values: Sequence[float | None], scale: float = 100.0, digits: int = 1) -> str:
-    vals = [v for v in values if v is not None and math.isfinite(v)]
-    if not vals:
-        return "–"
-    if len(vals) == 1:
-        return f"{scale * vals[0]:.{digits}f}"
-    return f"{scale * statistics.fmean(vals):.{digits}f} ± {scale * statistics.stdev(vals):.{digits}f}"
+    return harness.mean_std(values, scale, digits)
 
 
 def _models(runs: Sequence[Mapping[str, Any]]) -> list[tuple[str, int, list[Mapping[str, Any]]]]:

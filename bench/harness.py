@@ -50,6 +50,7 @@ __all__ = [
     "folder_datalist",
     "format_override",
     "mean_std",
+    "parse_cross",
     "prepare_data",
     "read_conditions",
     "read_detection",
@@ -408,14 +409,26 @@ def read_detection(summary: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def mean_std(values: Sequence[float | None]) -> str:
-    """``"mean ± sample std"`` in percent of the finite values (one value: itself; none: ``–``)."""
+def mean_std(values: Sequence[float | None], scale: float = 100.0, digits: int = 1) -> str:
+    """``"mean ± sample std"`` of the finite values times ``scale`` (default: in percent; one value: itself; none:
+    ``–``)."""
     values = [v for v in values if v is not None and math.isfinite(v)]
     if not values:
         return "–"
     if len(values) == 1:
-        return f"{100 * values[0]:.1f}"
-    return f"{100 * statistics.fmean(values):.1f} ± {100 * statistics.stdev(values):.1f}"
+        return f"{scale * values[0]:.{digits}f}"
+    return f"{scale * statistics.fmean(values):.{digits}f} ± {scale * statistics.stdev(values):.{digits}f}"
+
+
+def parse_cross(items: Sequence[str], parser: argparse.ArgumentParser) -> dict[str, Path]:
+    """``--cross NAME=FOLDER ...`` as ``{name: folder}`` (each folder with ``images/``); a bad item is a usage error."""
+    cross = {}
+    for item in items:
+        name, sep, folder = item.partition("=")
+        if not sep or not Path(folder, "images").is_dir():
+            parser.error(f"--cross expects NAME=FOLDER with FOLDER/images, got {item!r}.")
+        cross[name] = Path(folder)
+    return cross
 
 
 def count_parameters(ckpt: Path) -> int:

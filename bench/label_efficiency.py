@@ -175,12 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             arm_spec("sup", network, 0, args)
     except ValueError as e:
         parser.error(str(e))
-    cross = {}
-    for item in args.cross:
-        name, sep, folder = item.partition("=")
-        if not sep or not Path(folder, "images").is_dir():
-            parser.error(f"--cross expects NAME=FOLDER with FOLDER/images, got {item!r}.")
-        cross[name] = Path(folder)
+    cross = harness.parse_cross(args.cross, parser)
 
     lists = _datalists(args, parser)
     cross_lists = {name: harness.folder_datalist(folder, args.out, name) for name, folder in cross.items()}
