@@ -14,6 +14,7 @@ from condseg_monai.metrics import (
     binary_entropy,
     boundary_band,
     boundary_entropy_score,
+    flip_dice_disagreement_score,
     flip_disagreement_score,
     mask_probability,
     sid_uncertainty_score,
@@ -125,9 +126,10 @@ class _StackedNet(torch.nn.Module):
 def test_uncertainty_scores_flip_equivariant_model_has_zero_disagreement() -> None:
     x = torch.rand(2, 3, 8, 8, dtype=D)
     scores = uncertainty_scores(_Symmetric(), x)
-    assert list(scores) == ["tta_disagreement", "boundary_entropy"], "no SID score for a plain network"
+    assert list(scores) == ["tta_disagreement", "tta_dice_disagreement", "boundary_entropy"], "no SID for a plain net"
     # the inferer computes in float32 (its sigmoid casts), so compare at that precision
     torch.testing.assert_close(scores["tta_disagreement"], torch.zeros(2))
+    assert torch.equal(scores["tta_dice_disagreement"], torch.zeros(2))  # identical masks: full agreement
     biased = uncertainty_scores(_LeftBiased(), x)["tta_disagreement"]
     assert (biased > 0.05).all()
     assert all(s.shape == (2,) for s in scores.values())
@@ -137,3 +139,23 @@ def test_uncertainty_scores_reads_sid_from_a_stacked_output() -> None:
     scores = uncertainty_scores(_StackedNet(), torch.rand(1, 3, 8, 8, dtype=D))
     assert tuple(scores) == SCORE_NAMES
     torch.testing.assert_close(scores["sid_uncertainty"], torch.tensor([0.5]))
+
+
+def test_flip_dice_disagreement_is_one_minus_the_mean_pairwise_dice() -> None:
+    a = torch.zeros(1, 1, 4, 4, dtype=D)
+    a[..., :2, :] = 0.9  # 8 pixels
+    b = torch.zeros(1, 1, 4, 4, dtype=D)
+    b[..., :1, :] = 0.9  # 4 pixels, all inside a
+    empty = torch.zeros(1, 1, 4, 4, dtype=D)
+    # pairs (a, b): 2 * 4 / (8 + 4) = 2/3; (a, a): 1; (b, a): 2/3 -> mean 7/9, score 2/9 (exact in float64)
+    score = flip_dice_disagreement_score(torch.stack([a, b, a]))
+    assert score.dtype == D and torch.equal(score, 1 - torch.tensor([(2 / 3 + 1 + 2 / 3) / 3], dtype=D))
+    assert torch.equal(flip_dice_disagreement_score(torch.stack([empty, empty])), torch.zeros(1, dtype=D))
+    assert torch.equal(flip_dice_disagreement_score(torch.stack([a, empty])), torch.ones(1, dtype=D))
+    # the threshold is strict, as the bundle's inference: 0.5 is background
+    half = torch.full((1, 1, 4, 4), 0.5, dtype=D)
+    assert torch.equal(flip_dice_disagreement_score(torch.stack([half, empty])), torch.zeros(1, dtype=D))
+    stacked = torch.stack([a, a, a, a], dim=1)  # ConDSeg's (B, 4, C, H, W): the mask map is used
+    assert flip_dice_disagreement_score(torch.stack([stacked, torch.stack([b, b, b, b], dim=1)])).shape == (1,)
+    with pytest.raises(ValueError, match="two passes"):
+        flip_dice_disagreement_score(a[None])

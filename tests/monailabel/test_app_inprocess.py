@@ -133,7 +133,12 @@ def test_scoring_scores_every_unlabeled_image_and_the_strategy_picks_the_max(app
     assert SCORE_KEY not in ds.get_image_info("img0")
     for image_id in ("img1", "img2"):
         record = ds.get_image_info(image_id)[SCORE_KEY]
-        assert set(record["scores"]) == {"tta_disagreement", "boundary_entropy", "sid_uncertainty"}
+        assert set(record["scores"]) == {
+            "tta_disagreement",
+            "tta_dice_disagreement",
+            "boundary_entropy",
+            "sid_uncertainty",
+        }
         assert record["score"] == record["scores"][DEFAULT_SCORE] and np.isfinite(record["score"])
         assert 0.0 <= record["scores"]["sid_uncertainty"] <= 1.0
         # the frame-level decision at the bundle's operating point (none stored: threshold 0.5, min_area 0.001)

@@ -15,7 +15,8 @@ folder.
 - ``models``: comma-separated folder names under ``<app>/model/``;
 - ``scoring_model``: the bundle whose network scores the images (default: the first served bundle with a trainer);
 - ``uncertainty_score``: ``boundary_entropy`` (default: the best failure detector in docs/benchmarks.md),
-  ``tta_disagreement`` or ``sid_uncertainty``, the score the ``uncertainty`` strategy ranks by (all three are stored);
+  ``tta_disagreement``, ``tta_dice_disagreement`` or ``sid_uncertainty``, the score the ``uncertainty`` strategy
+  ranks by (all four are stored);
 - ``scoring_max_samples``: score at most this many images per scoring run (default 0: all);
 - ``semi_supervised``: fine-tune also on the unlabeled datastore images (default ``true``), with the teacher's EMA
   warm-up ``ema_warmup_iters`` (default 50, 0: none) from ``ema_warmup_momentum`` (default 0.5).
