@@ -164,6 +164,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--unlabeled-dir", type=Path, nargs="*", default=[], help="more unlabeled images (flat)")
     parser.add_argument("--negatives-dir", type=Path, default=None, help="polyp-free frames (DIR/images) unlabeled")
     parser.add_argument("--cross", nargs="*", default=[], metavar="NAME=FOLDER", help="sets evaluated, not trained")
+    parser.add_argument(
+        "--presize", action="store_true", help="resize every folder once to --size first (harness.presized_folder)"
+    )
     parser.add_argument("--keep-checkpoints", action="store_true", help="keep latest.pt and Stage 1's models too")
     args = parser.parse_args(argv)
     if args.size % 32 or args.size < 32:
@@ -176,6 +179,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as e:
         parser.error(str(e))
     cross = harness.parse_cross(args.cross, parser)
+    if args.presize:  # the runs read small copies: the same resized images, without decoding the originals each time
+        cache = args.out / f"presized{args.size}"
+        if args.data is not None:
+            args.data = harness.presized_folder(args.data, args.size, cache / "data")
+        if args.negatives_dir is not None:
+            args.negatives_dir = harness.presized_folder(args.negatives_dir, args.size, cache / "negatives")
+        cross = {name: harness.presized_folder(f, args.size, cache / name) for name, f in cross.items()}
 
     lists = _datalists(args, parser)
     cross_lists = {name: harness.folder_datalist(folder, args.out, name) for name, folder in cross.items()}

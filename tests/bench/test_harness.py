@@ -102,3 +102,23 @@ def test_folder_datalist_and_summaries(tmp_path: Path) -> None:
     assert negatives == [{"image": str((free / "a.png").resolve()), "negative": True}]
     assert harness.mean_std([0.5]) == "50.0" and harness.mean_std([None]) == "–"
     assert harness.mean_std([0.4, 0.6]) == "50.0 ± 14.1"
+
+
+def test_presized_folder_is_the_resized_copy(tmp_path: Path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    src = tmp_path / "src"
+    (src / "images").mkdir(parents=True)
+    (src / "masks").mkdir()
+    Image.fromarray(np.full((30, 50, 3), 200, np.uint8)).save(src / "images" / "a.jpg")
+    mask = np.zeros((30, 50), np.uint8)
+    mask[:, :25] = 255
+    Image.fromarray(np.stack([mask] * 3, -1)).save(src / "masks" / "a.jpg")
+    out = harness.presized_folder(src, 16, tmp_path / "small")
+    img, m = Image.open(out / "images" / "a.png"), np.asarray(Image.open(out / "masks" / "a.png"))
+    assert img.size == (16, 16) and img.mode == "RGB" and m.shape == (16, 16)
+    assert set(np.unique(m).tolist()) == {0, 255} and m[:, :7].min() == 255 and m[:, 9:].max() == 0
+    mtime = (out / "images" / "a.png").stat().st_mtime_ns
+    harness.presized_folder(src, 16, tmp_path / "small")  # kept, not rewritten
+    assert (out / "images" / "a.png").stat().st_mtime_ns == mtime
