@@ -201,16 +201,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     def finished(key: Mapping[str, Any]) -> bool:
         return any(all(r[k] == v for k, v in key.items()) and set(cross) <= set(r["cross"]) for r in runs)
 
-    jobs = [
-        (seed, network, fraction, arm)
-        for seed in args.seeds
-        for network in args.models
-        for fraction in args.fractions
-        for arm in args.arms
-        if arm != "full"
-    ]
-    if "full" in args.arms:  # one ceiling per network and seed, whatever the fractions
-        jobs += [(seed, network, 1.0, "full") for seed in args.seeds for network in args.models]
+    jobs = []  # seed by seed (a partial run has whole seeds), the ceiling once per network and seed
+    for seed in args.seeds:
+        for network in args.models:
+            for arm in args.arms:
+                fractions = [1.0] if arm == "full" else args.fractions
+                jobs += [(seed, network, fraction, arm) for fraction in fractions]
     for seed, network, fraction, arm in jobs:
         key = {"network": network, "fraction": fraction, "arm": arm, "seed": seed}
         if finished(key):
