@@ -15,6 +15,15 @@ differ only in the datalist and the semi-supervised overlay:
   selection without any loss on the unlabeled images (what the unlabeled images add, not the weight averaging);
 - ``full``: every training pair labeled (the ceiling at this budget).
 
+``--target FOLDER`` is a hospital's own frames (``images/`` + ``masks/``, ids consecutive within a video sequence,
+e.g. CVC-ClinicDB): it is cut once into two blocks of whole sequences (:func:`split_by_sequence`), the first the
+hospital's unlabeled frames, the second its evaluation set (reported as the ``target`` set), and two arms more:
+
+- ``semi_target``: ``semi`` with the target's unlabeled frames added to the unlabeled pool (the recipe for a team
+  adapting the model to its own hospital);
+- ``target_labels``: ``sup`` with the target's first block *labeled* (what annotating them would give: the ceiling
+  of the adaptation).
+
 ``--unlabeled-dir`` adds another source of unlabeled images (``prepare --unlabeled-dir``, e.g. a hospital's own
 frames); ``--negatives-dir`` adds polyp-free frames to that pool as plain unlabeled images (what a hospital's
 unlabeled pool is mostly made of).
@@ -51,7 +60,8 @@ import harness  # bench/ is sys.path[0] when run as a script
 
 __all__ = ["ARMS", "arm_spec", "gap_closed", "main", "summarise"]
 
-ARMS = ("sup", "semi", "semi_off", "full")
+ARMS = ("sup", "semi", "semi_off", "full", "semi_target", "target_labels")
+TARGET_ARMS = ("semi_target", "target_labels")
 LABELS = {"condseg": "ConDSeg (Stage 1 + 2)", "basic_unet": "MONAI BasicUNet"}
 SEMI_CONFIG = harness.REPO / "configs" / "semi_supervised.json"
 
@@ -60,7 +70,7 @@ def arm_spec(arm: str, network: str, seed: int, args: argparse.Namespace) -> har
     """The bundle settings of one arm (everything but the datalist)."""
     if arm not in ARMS:
         raise ValueError(f"arm must be one of {ARMS}, got {arm!r}.")
-    semi = arm in ("semi", "semi_off")
+    semi = arm in ("semi", "semi_off", "semi_target")
     return harness.TrainSpec(
         network=network,
         iterations=args.steps,
@@ -129,6 +139,42 @@ def summarise(runs: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join(lines).strip()
 
 
+def split_by_sequence(folder: Path, out: Path) -> dict[str, Path]:
+    """Cut a folder of video frames (numeric stems, consecutive within a sequence) into two blocks of whole sequences.
+
+    The cut is the largest change between consecutive frames (mean absolute difference of 32 x 32 grey thumbnails)
+    within the middle third of the frames: a change of sequence, so no sequence has frames on both sides.
+
+    Returns:
+        ``{"unlabeled": flat folder of the first block's images, "train": folder (images/, masks/) of the first
+        block, "eval": folder of the second block}`` (symbolic links under ``out``), written once.
+    """
+    import numpy as np
+    from PIL import Image
+
+    images = sorted((p for p in (folder / "images").iterdir() if p.suffix.lower() in harness.IMAGE_SUFFIXES),
+                    key=lambda p: (len(p.stem), p.stem))  # fmt: skip
+    masks = {p.stem: p for p in (folder / "masks").iterdir()}
+    dirs = {"unlabeled": out / "unlabeled", "train": out / "train", "eval": out / "eval"}
+    if not (out / "split.json").is_file():
+        thumbs = [np.asarray(Image.open(p).convert("L").resize((32, 32)), dtype=np.float32) for p in images]
+        diffs = [float(np.abs(a - b).mean()) for a, b in zip(thumbs, thumbs[1:])]  # diffs[i]: frame i -> i + 1
+        lo, hi = len(images) // 3, 2 * len(images) // 3
+        cut = max(range(lo, hi), key=lambda i: diffs[i]) + 1
+        for name, block in (("train", images[:cut]), ("eval", images[cut:])):
+            for sub in ("images", "masks"):
+                (dirs[name] / sub).mkdir(parents=True, exist_ok=True)
+            for img in block:
+                (dirs[name] / "images" / img.name).symlink_to(img.resolve())
+                (dirs[name] / "masks" / masks[img.stem].name).symlink_to(masks[img.stem].resolve())
+        dirs["unlabeled"].mkdir(parents=True, exist_ok=True)
+        for img in images[:cut]:
+            (dirs["unlabeled"] / img.name).symlink_to(img.resolve())
+        record = {"cut_before": images[cut].name, "first_block": cut, "second_block": len(images) - cut}
+        (out / "split.json").write_text(json.dumps({**record, "change_at_cut": diffs[cut - 1]}))
+    return dirs
+
+
 def _datalists(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[str, Path]:
     """``{"full": ..., "<fraction>": ...}``: the product's ``prepare`` of every datalist (one train/val/test split)."""
     split = ["--test-count", str(args.test_count)]
@@ -143,6 +189,18 @@ def _datalists(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dic
     lists = {"full": harness.prepare_data(args, parser, split, name="full")}
     for f in args.fractions:
         lists[str(f)] = harness.prepare_data(args, parser, [*split, "--labeled-fraction", str(f), *pool], f"frac{f:g}")
+        if args.target is not None:
+            target = split_by_sequence(args.target, args.out / "target")
+            extra = ["--unlabeled-dir", str(target["unlabeled"])]
+            lists[f"{f}/semi_target"] = harness.prepare_data(
+                args, parser, [*split, "--labeled-fraction", str(f), *pool, *extra], f"frac{f:g}_target_unlabeled"
+            )
+            labeled = json.loads(lists[str(f)].read_text())  # + the target's first block, labeled
+            pairs = json.loads(harness.folder_datalist(target["train"], args.out, "target_train").read_text())["test"]
+            labeled["training"] = labeled["training"] + pairs
+            path = args.out / f"frac{f:g}_target_labels.json"
+            harness.write_results(labeled, path)
+            lists[f"{f}/target_labels"] = path
     return lists
 
 
@@ -164,6 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--unlabeled-dir", type=Path, nargs="*", default=[], help="more unlabeled images (flat)")
     parser.add_argument("--negatives-dir", type=Path, default=None, help="polyp-free frames (DIR/images) unlabeled")
     parser.add_argument("--cross", nargs="*", default=[], metavar="NAME=FOLDER", help="sets evaluated, not trained")
+    parser.add_argument("--target", type=Path, default=None, help="a hospital's own frames (see split_by_sequence)")
     parser.add_argument(
         "--presize", action="store_true", help="resize every folder once to --size first (harness.presized_folder)"
     )
@@ -186,15 +245,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.negatives_dir is not None:
             args.negatives_dir = harness.presized_folder(args.negatives_dir, args.size, cache / "negatives")
         cross = {name: harness.presized_folder(f, args.size, cache / name) for name, f in cross.items()}
+        if args.target is not None:
+            args.target = harness.presized_folder(args.target, args.size, cache / "target")
+    if any(a in TARGET_ARMS for a in args.arms) and args.target is None:
+        parser.error(f"the arms {TARGET_ARMS} need --target.")
 
     lists = _datalists(args, parser)
+    if args.target is not None:
+        cross["target"] = args.out / "target" / "eval"
     cross_lists = {name: harness.folder_datalist(folder, args.out, name) for name, folder in cross.items()}
     ignore = ("seeds", "models", "arms", "fractions", "cross", "keep_checkpoints")
     settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k not in ignore}
     settings["unlabeled_dir"] = [str(d) for d in args.unlabeled_dir]
     results_path = args.out / "results.json"
     done = json.loads(results_path.read_text()) if results_path.is_file() else {}
-    if done.get("settings", settings) != settings:
+    saved = done.get("settings", settings)
+    # a setting added since the results were written counts as unset there (None)
+    if saved != {k: v for k, v in settings.items() if k in saved or v is not None}:
         parser.error(f"'{results_path}' holds results of other settings; use another --out or delete it.")
     runs: list[dict[str, Any]] = done.get("runs", [])
 
@@ -212,7 +279,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if finished(key):
             continue
         spec = arm_spec(arm, network, seed, args)
-        datalist = lists["full" if arm == "full" else str(fraction)]
+        datalist = lists["full" if arm == "full" else f"{fraction}/{arm}" if arm in TARGET_ARMS else str(fraction)]
         name = f"{network}_{arm}_f{fraction:g}_seed{seed}"
         run_dir = args.out / "runs" / name
         print(f"[{name}] training through the bundle", flush=True)

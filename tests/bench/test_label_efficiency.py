@@ -65,3 +65,46 @@ def test_arms_run_through_the_bundle_and_resume(tmp_path: Path) -> None:
     assert "**MONAI BasicUNet, 50 % labels**" in table and "| full | 1 |" in table and "| semi_off | 1 |" in table
     with pytest.raises(SystemExit):  # other settings must not be mixed into the same results file
         le.main([*base, "--arms", "sup", "--steps", "4"])
+
+
+def test_split_by_sequence_cuts_at_a_change_of_sequence(tmp_path: Path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    folder = tmp_path / "hospital"
+    (folder / "images").mkdir(parents=True)
+    (folder / "masks").mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(1, 13):  # two "sequences": frames 1-5 dark, 6-12 bright (ids sort numerically: 10 after 9)
+        base = 40 if i <= 5 else 200
+        img = np.clip(base + rng.integers(-5, 6, (24, 24, 3)), 0, 255).astype(np.uint8)
+        Image.fromarray(img).save(folder / "images" / f"{i}.jpg")
+        Image.fromarray(np.zeros((24, 24), np.uint8)).save(folder / "masks" / f"{i}.png")
+    dirs = le.split_by_sequence(folder, tmp_path / "split")
+    first = sorted(int(p.stem) for p in (dirs["train"] / "images").iterdir())
+    second = sorted(int(p.stem) for p in (dirs["eval"] / "images").iterdir())
+    assert first == [1, 2, 3, 4, 5] and second == list(range(6, 13))
+    assert sorted(int(p.stem) for p in dirs["unlabeled"].iterdir()) == first
+    assert sorted(p.name for p in (dirs["eval"] / "masks").iterdir()) == sorted(f"{i}.png" for i in second)
+    assert json.loads((tmp_path / "split" / "split.json").read_text())["cut_before"] == "6.jpg"
+
+
+def test_target_arms_add_the_hospitals_frames(tmp_path: Path) -> None:
+    data = generate_demo_dataset(tmp_path / "demo", num_train=6, num_val=2, num_test=2, image_size=(40, 48), seed=0)
+    target = generate_demo_dataset(tmp_path / "hosp", num_train=6, num_val=0, num_test=0, image_size=(40, 48), seed=1)
+    parser = argparse.ArgumentParser()
+    args = argparse.Namespace(
+        data=data.parent, datalist=None, out=tmp_path / "out", val_count=2, split_seed=0, test_count=2,
+        fractions=[0.5], unlabeled_dir=[], negatives_dir=None, target=target.parent,
+    )  # fmt: skip
+    lists = le._datalists(args, parser)
+    base = read_datalist(lists["0.5"])
+    semi = read_datalist(lists["0.5/semi_target"])
+    labels = read_datalist(lists["0.5/target_labels"])
+    first = sorted(p.name for p in (tmp_path / "out" / "target" / "train" / "images").iterdir())
+    assert 0 < len(first) < 6  # one block of the hospital's frames; the other is its evaluation set
+    assert [e.image for e in semi.training] == [e.image for e in base.training]
+    assert len(semi.unlabeled) == len(base.unlabeled) + len(first)
+    assert len(labels.training) == len(base.training) + len(first) and labels.test == base.test
+    with pytest.raises(SystemExit):
+        le.main(["--data", str(data.parent), "--out", str(tmp_path / "x"), "--arms", "semi_target"])
