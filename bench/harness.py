@@ -10,11 +10,11 @@ a user would. The trainers, evaluators, transforms, losses, the Stage-1 -> Stage
 the model selection are therefore the bundle's; this module only builds the command lines, runs them (the output of
 each in a log file; a failure raises with the log's tail) and reads the reports they write.
 
-A budget is given in iterations: ``train#trainer#epoch_length`` (ignite's epoch length, MONAI's
-``SupervisedTrainer(epoch_length=...)``) is set to the evaluation interval, so the bundle validates, checkpoints
-(``latest.pt``) and selects its best model (``model.pt``, best validation mIoU) every ``eval_every`` iterations, and
-``max_epochs`` = iterations / ``eval_every``. Ignite does not restart the data loader at such an epoch's end, so
-the run is one stream of shuffled batches, as a plain epoch-based run would see.
+A budget is given in iterations: the bundle's ``epoch_length`` setting (ignite's epoch length, MONAI's
+``SupervisedTrainer(epoch_length=...)``; the semi-supervised ramp-up follows it) is set to the evaluation interval,
+so the bundle validates, checkpoints (``latest.pt``) and selects its best model (``model.pt``, best validation mIoU)
+every ``eval_every`` iterations, and ``max_epochs`` = iterations / ``eval_every``. Ignite does not restart the data
+loader at such an epoch's end, so the run is one stream of shuffled batches, as a plain epoch-based run would see.
 
 Stages are resumable at stage granularity: a finished stage leaves ``<stage dir>/DONE``; a re-run skips it.
 """
@@ -94,7 +94,7 @@ def bundle_command(
     Args:
         run_id: the bundle run id (``training``, ``evaluating``, ``robustness``, ``calibrate``, ``inference``).
         config_files: configs merged in this order (later files override earlier keys).
-        overrides: ``{config id: value}``; nested ids use ``#`` (``train#trainer#epoch_length``).
+        overrides: ``{config id: value}``; nested ids use ``#`` (``train#ema#momentum_warmup``).
     """
     files = "[" + ",".join(f"'{Path(f)}'" for f in config_files) + "]"
     cmd = [sys.executable, "-m", "monai.bundle", "run", run_id, "--meta_file", str(META), "--config_file", files]
@@ -249,7 +249,7 @@ def train(
         "batch_size": spec.batch_size,
         "seed": spec.seed,
         "val_interval": 1,
-        "train#trainer#epoch_length": spec.eval_every,
+        "epoch_length": spec.eval_every,
         "num_workers": 0,
         "num_preview_images": 0,
         **spec.overrides,

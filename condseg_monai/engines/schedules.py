@@ -106,16 +106,21 @@ class UnsupervisedWeightRampup:
         return self.weight * sigmoid_rampup(iteration, self.rampup_iterations)
 
 
-def rampup_iterations(rampup_epochs: float | None, max_epochs: int, train_data_loader: Sized) -> int:
+def rampup_iterations(
+    rampup_epochs: float | None, max_epochs: int, train_data_loader: Sized, epoch_length: int | None = None
+) -> int:
     """Length of the unsupervised weight ramp in iterations (``train#trainer#rampup_iterations``).
 
     Args:
         rampup_epochs: ramp length in epochs; ``None``: 20 % of ``max_epochs``.
         max_epochs: the stage's epochs.
         train_data_loader: the labeled loader (its length is the iterations per epoch).
+        epoch_length: iterations per epoch when the trainer's epochs are not one pass over the loader
+            (``epoch_length`` setting); ``None``: ``len(train_data_loader)``.
 
     Returns:
-        ``round(epochs * len(train_data_loader))``.
+        ``round(epochs * iterations per epoch)``.
     """
     epochs = 0.2 * max_epochs if rampup_epochs is None else rampup_epochs
-    return round(epochs * len(train_data_loader))
+    per_epoch = len(train_data_loader) if epoch_length is None else epoch_length
+    return round(epochs * per_epoch)

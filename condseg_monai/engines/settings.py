@@ -72,6 +72,9 @@ class TrainingSettings(BaseModel):
     shared_augmentation_draw: bool = Field(description="Stage 1: one strong-view draw per batch (official)")
     # optimisation
     max_epochs: int = Field(ge=1, json_schema_extra=_STAGE_SPECIFIC, description="training epochs")
+    epoch_length: int | None = Field(
+        ge=1, description="iterations per epoch (validation, checkpoint, schedules); null: one pass over the data"
+    )
     val_interval: int = Field(ge=1, description="validate every N epochs")
     learning_rate: float = Field(gt=0, description="Adam learning rate")
     encoder_lr: float = Field(gt=0, json_schema_extra=_STAGE_SPECIFIC, description="Stage 2 encoder learning rate")

@@ -41,6 +41,7 @@ def test_unsupervised_weight_rampup_and_its_length() -> None:
     assert rampup_iterations(None, 50, range(7)) == 70  # 20 % of max_epochs
     assert rampup_iterations(1.5, 50, range(4)) == 6
     assert rampup_iterations(0, 50, range(4)) == 0
+    assert rampup_iterations(None, 10, range(9), epoch_length=100) == 200  # epochs of epoch_length iterations
 
 
 def _engine(values: list[float], name: str, schedule, max_epochs: int = 1) -> Engine:

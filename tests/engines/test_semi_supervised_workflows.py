@@ -265,3 +265,22 @@ def test_settings_errors_name_the_key() -> None:
         assert f"`{key}`" in str(info.value)
     with pytest.raises(ValueError, match="bcp"):
         check_training_settings(**{**base, "semi_supervised": False, "bcp": True})
+
+
+def test_epoch_length_sets_the_epochs_and_the_ramp_up(tmp_path: Path, semi_datalist: str) -> None:
+    """A budget in iterations (``epoch_length``): the trainer's epochs and the unsupervised ramp-up follow it."""
+    wf = _workflow(
+        [TRAIN_JSON, STAGE2_JSON, SEMI_JSON],
+        datalist=semi_datalist,
+        output_dir=str(tmp_path),
+        epoch_length=5,
+        max_epochs=1,
+        **TINY_BASIC_UNET,
+    )
+    wf.initialize()
+    trainer = wf.parser.get_parsed_content("train#trainer")
+    assert trainer.state.epoch_length == 5 and len(wf.parser.get_parsed_content("train#dataloader")) != 5
+    assert trainer.rampup_iterations == 1  # 20 % of 1 epoch of 5 iterations
+    wf.run()
+    wf.finalize()
+    assert trainer.state.iteration == 5
