@@ -202,10 +202,6 @@ def write_subset(full: Mapping[str, Any], ids: Sequence[int], path: Path) -> Pat
 # --- the tables -----------------------------------------------------------------------------------------------
 
 
-def _fmt(values: Sequence[float | None], scale: float = 100.0, digits: int = 1) -> str:
-    return harness.mean_std(values, scale, digits)
-
-
 def _models(runs: Sequence[Mapping[str, Any]]) -> list[tuple[str, int, list[Mapping[str, Any]]]]:
     """``(arm, round, runs over seeds)``: the initial model first, then each arm's rounds."""
     arms = {(r["arm"], r["round"]) for r in runs if r["arm"] != "initial"}
@@ -241,10 +237,8 @@ def summarise(runs: Sequence[Mapping[str, Any]], settings: Mapping[str, Any], co
     ]
     models = _models(runs)
     for arm, rnd, rs in models:
-        lines.append(
-            f"| {arm} | {rnd} | {rs[0]['labeled']} | {len(rs)} | "
-            f"{_fmt([r['test']['iou'] for r in rs])} | {_fmt([r['test']['dice'] for r in rs])} |"
-        )
+        iou, dice = (harness.mean_std([r["test"][m] for r in rs]) for m in ("iou", "dice"))
+        lines.append(f"| {arm} | {rnd} | {rs[0]['labeled']} | {len(rs)} | {iou} | {dice} |")
     names = [n for n in SCORE_NAMES if any(n in r["failure"]["stats"] for _, _, rs in models for r in rs)]
     lines += [
         "",
@@ -262,11 +256,12 @@ def summarise(runs: Sequence[Mapping[str, Any]], settings: Mapping[str, Any], co
         cells = []
         for n in names:
             for stat in ("spearman", "auroc"):
-                cells.append(_fmt([r["failure"]["stats"].get(n, {}).get(stat) for r in rs], scale=1.0, digits=2))
+                values = [r["failure"]["stats"].get(n, {}).get(stat) for r in rs]
+                cells.append(harness.mean_std(values, scale=1.0, digits=2))
         model = "initial" if arm == "initial" else f"{arm} round {rnd}"
-        failures = _fmt([float(r["failure"]["failures"]) for r in rs], scale=1.0, digits=1)
+        failures = harness.mean_std([float(r["failure"]["failures"]) for r in rs], scale=1.0, digits=1)
         lines.append(
-            f"| {model} | {rs[0]['labeled']} | {_fmt([r['test']['dice'] for r in rs])} | {failures} | "
+            f"| {model} | {rs[0]['labeled']} | {harness.mean_std([r['test']['dice'] for r in rs])} | {failures} | "
             + " | ".join(cells)
             + " |"
         )

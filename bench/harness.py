@@ -373,15 +373,15 @@ def folder_datalist(folder: Path, out: Path, name: str) -> Path:
     folder without ``masks/`` holds polyp-free frames: ``{"image", "negative": true}`` entries)."""
     images = sorted(p for p in (folder / "images").iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     masks = folder / "masks"
+    by_stem = {m.stem: m for m in masks.iterdir()} if masks.is_dir() else None  # one listing, not one per image
     entries: list[dict[str, Any]] = []
     for img in images:
-        if masks.is_dir():
-            found = [m for m in masks.iterdir() if m.stem == img.stem]
-            if not found:
-                raise FileNotFoundError(f"no mask for '{img}' in '{masks}'.")
-            entries.append({"image": str(img.resolve()), "label": str(found[0].resolve())})
-        else:
+        if by_stem is None:
             entries.append({"image": str(img.resolve()), "negative": True})
+        elif img.stem not in by_stem:
+            raise FileNotFoundError(f"no mask for '{img}' in '{masks}'.")
+        else:
+            entries.append({"image": str(img.resolve()), "label": str(by_stem[img.stem].resolve())})
     path = out / f"cross_{name}.json"
     path.write_text(json.dumps({"name": name, "test": entries}, indent=1))
     return path

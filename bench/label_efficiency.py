@@ -187,17 +187,18 @@ def _datalists(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dic
                 (flat / src.name).symlink_to(src.resolve())
         pool += ["--unlabeled-dir", str(flat)]
     lists = {"full": harness.prepare_data(args, parser, split, name="full")}
+    if args.target is not None:  # one cut of the hospital's frames for every fraction
+        target = split_by_sequence(args.target, args.out / "target")
+        target_pairs = json.loads(harness.folder_datalist(target["train"], args.out, "target_train").read_text())
     for f in args.fractions:
         lists[str(f)] = harness.prepare_data(args, parser, [*split, "--labeled-fraction", str(f), *pool], f"frac{f:g}")
         if args.target is not None:
-            target = split_by_sequence(args.target, args.out / "target")
             extra = ["--unlabeled-dir", str(target["unlabeled"])]
             lists[f"{f}/semi_target"] = harness.prepare_data(
                 args, parser, [*split, "--labeled-fraction", str(f), *pool, *extra], f"frac{f:g}_target_unlabeled"
             )
             labeled = json.loads(lists[str(f)].read_text())  # + the target's first block, labeled
-            pairs = json.loads(harness.folder_datalist(target["train"], args.out, "target_train").read_text())["test"]
-            labeled["training"] = labeled["training"] + pairs
+            labeled["training"] = labeled["training"] + target_pairs["test"]
             path = args.out / f"frac{f:g}_target_labels.json"
             harness.write_results(labeled, path)
             lists[f"{f}/target_labels"] = path
