@@ -4,7 +4,8 @@
 one evaluated image and the summary of a split (:mod:`condseg_monai.metrics.evaluation`), the frame-level detection
 rule and summary (:mod:`condseg_monai.metrics.detection`), the per-image uncertainty scores of active learning
 (:mod:`condseg_monai.metrics.uncertainty_scores`) and the scoring of a model over a list of images
-(:func:`~condseg_monai.metrics.scoring.score_images`, shared by MONAI Label and the benchmarks).
+(:func:`~condseg_monai.metrics.scoring.score_images`, shared by MONAI Label and the benchmarks) and its image
+embeddings for diversity-based selection (:func:`~condseg_monai.metrics.scoring.encoder_embeddings`).
 
 Their Ignite handler is :class:`condseg_monai.handlers.PaperMetricHandler`.
 """
@@ -26,7 +27,7 @@ from condseg_monai.metrics.detection import (
 from condseg_monai.metrics.evaluation import RESOLUTIONS, score_case, summarize_cases
 from condseg_monai.metrics.hausdorff import hausdorff_distance, mask_edges
 from condseg_monai.metrics.paper_metric import PaperMetric, PaperMetrics
-from condseg_monai.metrics.scoring import score_images
+from condseg_monai.metrics.scoring import EMBEDDING_DIM, encoder_embeddings, score_images
 from condseg_monai.metrics.segmentation import (
     ALL_METRIC_NAMES,
     PAPER_METRIC_NAMES,
@@ -49,6 +50,7 @@ __all__ = [
     "ALL_METRIC_NAMES",
     "CALIBRATION_MIN_AREAS",
     "DEFAULT_MIN_AREA",
+    "EMBEDDING_DIM",
     "HIT_RECALL",
     "PAPER_METRIC_NAMES",
     "RESOLUTIONS",
@@ -63,6 +65,7 @@ __all__ = [
     "boundary_entropy_score",
     "choose_operating_point",
     "detection_score",
+    "encoder_embeddings",
     "flip_dice_disagreement_score",
     "flip_disagreement_score",
     "hausdorff_distance",

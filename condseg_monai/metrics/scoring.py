@@ -21,7 +21,10 @@ from condseg_monai.metrics.segmentation import binary_segmentation_metrics
 from condseg_monai.metrics.uncertainty_scores import uncertainty_scores
 from condseg_monai.networks.nets.condseg import condseg_mask
 
-__all__ = ["score_images"]
+__all__ = ["EMBEDDING_DIM", "encoder_embeddings", "score_images"]
+
+# the length of :func:`encoder_embeddings`' vectors (a fixed random projection of the pooled encoder features)
+EMBEDDING_DIM = 128
 
 
 def _device_of(network: nn.Module) -> torch.device:
@@ -111,3 +114,68 @@ def score_images(
             network.return_aux = prior_aux
         network.train(was_training)
     return out
+
+
+def _projection(in_features: int, out_features: int) -> torch.Tensor:
+    """The fixed ``(in_features, out_features)`` Gaussian projection of :func:`encoder_embeddings`.
+
+    Drawn from its own seeded generator, so every process (the MONAI Label scoring subprocess, the server, the
+    benchmark) projects the same way and stored embeddings stay comparable.
+    """
+    generator = torch.Generator().manual_seed(in_features * 7919 + out_features)
+    return torch.randn(in_features, out_features, generator=generator, dtype=torch.float64) / out_features**0.5
+
+
+def encoder_embeddings(
+    network: nn.Module,
+    images: Sequence[torch.Tensor] | torch.Tensor,
+    batch_size: int = 8,
+    dim: int = EMBEDDING_DIM,
+    device: str | torch.device | None = None,
+) -> torch.Tensor:
+    """One vector per image from the network's own encoder: what active learning clusters images by.
+
+    The deepest feature map of ``network.encoder`` (ConDSeg's ResNet-50 stage 4, ``(B, 2048, H/32, W/32)``) is
+    averaged over space, L2-normalised and projected to ``dim`` by a fixed seeded Gaussian matrix (a
+    Johnson-Lindenstrauss projection: distances are kept up to a small factor, and thousands of images fit in a
+    few MB). Nothing is downloaded: the embedding follows the model being trained.
+
+    Args:
+        network: a model with an ``encoder`` returning a sequence of feature maps (ConDSeg, MONAI's FlexibleUNet)
+            or one ``(B, C, h, w)`` map; put in eval mode for the call (and back in training mode if it was).
+        images: ``N`` preprocessed images ``(C_in, H, W)`` of one size, or a tensor ``(N, C_in, H, W)``.
+        batch_size: images per forward pass.
+        dim: the embedding length (the projection is the identity when it equals the pooled feature length).
+        device: where to run (default: the device of ``network``'s parameters).
+
+    Returns:
+        ``(N, dim)`` float32 on the CPU.
+
+    Raises:
+        ValueError: the network has no ``encoder``, or ``batch_size < 1``.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+    encoder = getattr(network, "encoder", None)
+    if not isinstance(encoder, nn.Module):
+        raise ValueError(f"{type(network).__name__} has no `encoder` module to embed images with.")
+    device = torch.device(device) if device is not None else _device_of(network)
+    was_training = network.training
+    network.eval()
+    pooled = []
+    try:
+        with torch.no_grad():
+            for start in range(0, len(images), batch_size):
+                # a plain tensor: a MONAI MetaTensor would carry its metadata into every feature map and the result
+                x = torch.stack(list(images[start : start + batch_size])).as_subclass(torch.Tensor).to(device)
+                features = encoder(x)
+                deepest = features[-1] if isinstance(features, (list, tuple)) else features
+                pooled.append(deepest.float().mean(dim=(-2, -1)).cpu().double())
+    finally:
+        network.train(was_training)
+    if not pooled:
+        return torch.zeros(0, dim)
+    z = torch.nn.functional.normalize(torch.cat(pooled), dim=1)
+    if z.shape[1] != dim:
+        z = z @ _projection(z.shape[1], dim)
+    return z.float()

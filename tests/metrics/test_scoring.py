@@ -1,6 +1,7 @@
 # Copyright (c) condseg-monai contributors
 # Licensed under the Apache License, Version 2.0
-"""Scoring a model over a list of images (condseg_monai.metrics.scoring.score_images)."""
+"""Scoring a model over a list of images (condseg_monai.metrics.scoring.score_images) and embedding them
+(encoder_embeddings)."""
 
 from __future__ import annotations
 
@@ -9,14 +10,17 @@ import torch
 from torch import nn
 
 from condseg_monai.metrics import (
+    EMBEDDING_DIM,
     SCORE_NAMES,
     OperatingPoint,
     binary_segmentation_metrics,
     detection_score,
+    encoder_embeddings,
     predicted_area,
     score_images,
     uncertainty_scores,
 )
+from condseg_monai.metrics.scoring import _projection
 from condseg_monai.networks import ConDSeg
 
 
@@ -112,3 +116,46 @@ def test_rejects_bad_arguments() -> None:
         score_images(nn.Conv2d(3, 1, 1), images, batch_size=0)
     with pytest.raises(ValueError, match="labels"):
         score_images(nn.Conv2d(3, 1, 1), images, labels=labels[:1])
+
+
+class _PoolingEncoderNet(nn.Module):
+    """``encoder`` returns two maps; the deepest is the input's 3 channels at half resolution."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.encoder = _TwoStageEncoder()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, :1]
+
+
+class _TwoStageEncoder(nn.Module):
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return [x, torch.nn.functional.avg_pool2d(x, 2)]
+
+
+def test_encoder_embeddings_pool_normalise_and_project_the_deepest_map() -> None:
+    g = torch.Generator().manual_seed(0)
+    images = torch.rand(5, 3, 8, 8, generator=g, dtype=torch.float64).float()
+    net = _PoolingEncoderNet().train()
+    # dim = the pooled length: no projection, the normalised channel means
+    z = encoder_embeddings(net, images, batch_size=2, dim=3)
+    means = images.double().mean(dim=(2, 3))
+    expected = means / means.norm(dim=1, keepdim=True)
+    assert z.shape == (5, 3) and z.dtype == torch.float32
+    assert torch.allclose(z.double(), expected, atol=1e-6)  # float32 output of float64 values: rounding only
+    assert net.training, "training mode restored"
+    # another dim: the fixed seeded projection, the same in every call (stored embeddings stay comparable)
+    z16 = encoder_embeddings(net, list(images), dim=16)
+    assert torch.allclose(z16.double(), expected @ _projection(3, 16), atol=1e-6)
+    assert torch.equal(_projection(3, 16), _projection(3, 16))
+
+
+def test_encoder_embeddings_of_condseg_and_errors() -> None:
+    net = ConDSeg(feature_size=16)
+    z = encoder_embeddings(net, torch.rand(2, 3, 32, 32))
+    assert z.shape == (2, EMBEDDING_DIM) and torch.isfinite(z).all()
+    with pytest.raises(ValueError, match="no `encoder`"):
+        encoder_embeddings(nn.Conv2d(3, 1, 1), torch.rand(1, 3, 8, 8))
+    with pytest.raises(ValueError, match="batch_size"):
+        encoder_embeddings(net, torch.rand(1, 3, 32, 32), batch_size=0)

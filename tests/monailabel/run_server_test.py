@@ -79,6 +79,7 @@ DEFAULT_UNCERTAINTY_NAME = "polyp_condseg_uncertainty"  # condseg_monai.apps.mon
 UNCERTAINTY_LABEL = "uncertain"
 SHARED_IMAGES = REPO_ROOT / ".." / "shared" / "data" / "isic-sample" / "images"
 SCORE_KEY = "condseg_uncertainty"  # condseg_monai.apps.monailabel: scoring method name and image info key
+EMBEDDINGS_FILE = "datastore_embeddings.pt"  # condseg_monai.apps.monailabel.lib.scoring: beside models/model.pt
 FINETUNE_DATALIST = "monailabel_datalist.json"  # condseg_monai.apps.monailabel.lib.trainer.DATALIST_NAME
 HOST = "127.0.0.1"  # never listen on anything but loopback
 INFER_PARAMS = {"result_extension": ".png", "result_dtype": "uint8"}
@@ -560,8 +561,46 @@ def _last_scoring_id(client: Client) -> str | None:
         return None
 
 
+def _check_diverse_and_foreground(client: Client, model_pt: Path, records: dict[str, dict]) -> list[str]:
+    """The scoring embedded every image; ``diverse_uncertainty`` serves two different unlabeled images one after
+    the other (the first, once served, covers its cluster); ``foreground_random`` serves an image the model finds a
+    polyp in (any unlabeled image when it finds none)."""
+    store = model_pt.parent / EMBEDDINGS_FILE
+    objects = client.call("GET /datastore/?output=all", client.datastore).get("objects", {})
+    probe = (
+        "import sys, torch; d = torch.load(sys.argv[1], weights_only=True); "
+        "print(' '.join(d['ids'])); sys.exit(0 if len(d['ids']) == d['vectors'].shape[0] else 3)"
+    )
+    result = subprocess.run([sys.executable, "-c", probe, str(store)], capture_output=True, text=True, timeout=300)
+    embedded = set(result.stdout.split())
+    if result.returncode != 0 or embedded != set(objects):
+        raise HarnessError(
+            f"{store}: embeddings for {sorted(embedded)} (rc {result.returncode}), expected every image "
+            f"{sorted(objects)}: {result.stderr[-500:]}"
+        )
+    picks = []
+    for _ in range(2):
+        got = client.call(
+            "POST /activelearning/diverse_uncertainty", client.next_sample, "diverse_uncertainty", {}
+        ).get("id")
+        if got not in records or got in picks:
+            unlabeled = sorted(records)
+            raise HarnessError(f"/activelearning/diverse_uncertainty returned {got!r} after {picks} ({unlabeled})")
+        picks.append(got)
+    present = sorted(k for k, r in records.items() if r.get("polyp_present") is True)
+    got = client.call("POST /activelearning/foreground_random", client.next_sample, "foreground_random", {}).get("id")
+    if got not in (present or list(records)):
+        raise HarnessError(f"/activelearning/foreground_random returned {got!r}; predicted polyps: {present}")
+    return [
+        f"the scoring embedded all {len(embedded)} images ({store.name}); /activelearning/diverse_uncertainty "
+        f"returned {picks[0]}, then {picks[1]}; /activelearning/foreground_random returned {got} "
+        f"({len(present)} of {len(records)} unlabeled images with a predicted polyp)"
+    ]
+
+
 def run_active_learning(client: Client, name: str, images: list[Path], model_pt: Path, args) -> list[str]:
-    """The uncertainty-driven loop: upload, score, next sample, label, again, fine-tune, rescore."""
+    """The uncertainty-driven loop: upload, score (and embed), the diverse and foreground-random strategies, next
+    sample, label, again, fine-tune, rescore."""
     passed: list[str] = []
     _wait_scoring_idle(client, args.train_timeout)  # the start-up scoring (on_init_complete)
     upload = args.upload
@@ -591,6 +630,8 @@ def run_active_learning(client: Client, name: str, images: list[Path], model_pt:
         f"{summary.get('skipped')} up to date) in {time.monotonic() - t0:.0f} s; all {len(ranked)} unlabeled "
         "images have a score: " + ", ".join(f"{k} {records[k]['score']:.4g}" for k in ranked)
     )
+
+    passed += _check_diverse_and_foreground(client, model_pt, records)
 
     served: list[str] = []
     for fg in (1, 255):  # label the two most uncertain images, one 0/1 and one 0/255 mask
@@ -724,7 +765,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         choices=("monaibundle", "condseg"),
         default="monaibundle",
         help="serve with MONAI Label's generic monaibundle sample app (default) or the package's own app "
-        "(condseg_monai.apps.monailabel), which adds the uncertainty scoring and strategy; with condseg the "
+        "(condseg_monai.apps.monailabel), which adds the uncertainty scoring and strategies; with condseg the "
         "labelling and training steps run as the active-learning scenario",
     )
     p.add_argument("--keep-logs", action="store_true", help="keep the temporary app, studies and server log")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -28,15 +29,21 @@ from PIL import Image  # noqa: E402
 from condseg_monai.apps.monailabel.layout import make_app  # noqa: E402
 from condseg_monai.apps.monailabel.lib import (  # noqa: E402
     DEFAULT_SCORE,
+    EMBEDDINGS_FILE,
     SCORE_KEY,
+    DiverseUncertainty,
+    ForegroundRandom,
     SemiSupervisedBundleTrainTask,
     Uncertainty,
     UncertaintyScoring,
 )
+from condseg_monai.apps.monailabel.lib.scoring import EmbeddingStore, file_signature  # noqa: E402
 from condseg_monai.apps.monailabel.lib.strategy import rank_images  # noqa: E402
 from condseg_monai.apps.monailabel.lib.trainer import DATALIST_NAME, datastore_unlabeled  # noqa: E402
-from condseg_monai.apps.monailabel.main import MyApp, served_bundles  # noqa: E402
+from condseg_monai.apps.monailabel.main import MyApp, conf_number, served_bundles  # noqa: E402
+from condseg_monai.apps.monailabel.selection import select_next  # noqa: E402
 from condseg_monai.data import read_datalist, validate_datalist  # noqa: E402
+from condseg_monai.metrics import EMBEDDING_DIM  # noqa: E402
 
 __all__: list[str] = []
 
@@ -120,7 +127,7 @@ def test_app_serves_both_entries_and_trains_only_the_segmentation(app_dir: Path,
     info = app.info()
     assert set(info["models"]) == {"polyp_condseg_segmentation", "polyp_condseg_uncertainty"}
     assert list(info["trainers"]) == ["polyp_condseg_segmentation"]
-    assert {"uncertainty", "random", "first"} <= set(info["strategies"])
+    assert {"diverse_uncertainty", "uncertainty", "foreground_random", "random", "first"} <= set(info["strategies"])
     assert list(info["scoring"]) == [SCORE_KEY]
 
 
@@ -148,6 +155,93 @@ def test_scoring_scores_every_unlabeled_image_and_the_strategy_picks_the_max(app
     assert Uncertainty()(REQUEST, ds)["id"] == best
     again = scoring({"device": "cpu"}, ds)
     assert again["executed"] == 0 and again["skipped"] == 2, "unchanged weights: nothing rescored"
+
+
+def test_scoring_embeds_every_image_once_and_again_only_when_it_changes(app_dir: Path, tmp_path: Path) -> None:
+    ds = _datastore(tmp_path / "studies", 3)
+    _label(ds, "img0", tmp_path)
+    scoring = UncertaintyScoring(app_dir / "model" / "polyp_condseg_segmentation", device="cpu")
+    store_path = app_dir / "model" / "polyp_condseg_segmentation" / "models" / EMBEDDINGS_FILE
+    store_path.unlink(missing_ok=True)
+    summary = scoring({"device": "cpu"}, ds)
+    assert summary["embedded"] == 3, "labeled images are embedded too (they cover their cluster)"
+    store = EmbeddingStore(store_path).load()
+    assert sorted(store.latest()) == ["img0", "img1", "img2"]
+    assert all(v.shape == (EMBEDDING_DIM,) and torch.isfinite(v).all() for v in store.latest().values())
+    assert scoring({"device": "cpu"}, ds)["embedded"] == 0, "nothing new: nothing embedded"
+    # a changed file (new size / mtime) is embedded again, and only it
+    path = Path(ds.get_image_uri("img1"))
+    before = file_signature(path)
+    Image.fromarray(np.full((40, 48, 3), 200, np.uint8)).save(path)
+    assert file_signature(path) != before
+    assert scoring({"device": "cpu", "force": False}, ds)["embedded"] == 1
+
+
+def _store(path: Path, vectors: dict[str, list[float]], model_ts: int = 1) -> None:
+    store = EmbeddingStore(path)
+    for image_id, v in vectors.items():
+        store.put(image_id, model_ts, "sig", torch.tensor(v))
+    store.save()
+
+
+def test_diverse_uncertainty_contract(tmp_path: Path) -> None:
+    """Picks as select_next does, never a labeled image, a served image covers its cluster, None when done."""
+    ds = _datastore(tmp_path / "studies", 5)
+    # two tight groups: img0-img2 around (0, 0), img3-img4 around (10, 0)
+    vectors = {f"img{i}": [0.1 * i, 0.0] for i in range(3)} | {"img3": [10.0, 0.0], "img4": [10.1, 0.0]}
+    store_path = tmp_path / "emb.pt"
+    _store(store_path, vectors)
+    strategy = DiverseUncertainty(store_path, uncertainty_weight=0.0)
+    request = {"strategy": "diverse_uncertainty"}
+    ids = sorted(vectors)
+    x = torch.tensor([vectors[i] for i in ids])
+    none = torch.zeros(len(ids), dtype=torch.bool)
+    first = strategy(request, ds)["id"]
+    assert first == ids[select_next(x, ~none, none, uncertainty_weight=0.0)]
+    assert first in {"img0", "img1", "img2"}, "cold start: a member of the larger group"
+    # MONAI Label's endpoint records the serve; the next annotator gets the other group (priorities 3 / 2 < 2 / 1)
+    ds.update_image_info(first, {"strategy": {"diverse_uncertainty": {"ts": int(time.time())}}})
+    second = strategy(request, ds)["id"]
+    assert second in {"img3", "img4"}
+    _label(ds, second, tmp_path)
+    assert strategy(request, ds)["id"] not in {first, second}
+    for i in ids:
+        _label(ds, i, tmp_path)
+    assert strategy(request, ds) is None
+
+
+def test_diverse_uncertainty_falls_back_to_the_scores_without_embeddings(tmp_path: Path) -> None:
+    ds = _datastore(tmp_path / "studies", 3)
+    _set_score(ds, "img1", 0.9)
+    _set_score(ds, "img2", 0.1)
+    assert DiverseUncertainty(tmp_path / "absent.pt")({"strategy": "diverse_uncertainty"}, ds)["id"] == "img1"
+    # embeddings of older weights are not mixed with newer ones
+    store = EmbeddingStore(tmp_path / "emb.pt")
+    store.put("img0", 1, "s", torch.zeros(2))
+    store.put("img2", 2, "s", torch.ones(2))
+    assert list(store.latest()) == ["img2"]
+    with pytest.raises(ValueError, match="diversity_uncertainty_weight"):
+        DiverseUncertainty(tmp_path / "emb.pt", uncertainty_weight=2.0)
+
+
+def test_foreground_random_picks_only_predicted_polyps(tmp_path: Path) -> None:
+    ds = _datastore(tmp_path / "studies", 4)
+    strategy = ForegroundRandom(seed=0)
+    request = {"strategy": "foreground_random"}
+    assert strategy(request, ds)["id"] in {f"img{i}" for i in range(4)}, "nothing scored: every unlabeled image"
+    for i, present in enumerate([False, True, False, True]):
+        ds.update_image_info(f"img{i}", {SCORE_KEY: {"score": 0.5, "polyp_present": present}})
+    assert {strategy(request, ds)["id"] for _ in range(20)} == {"img1", "img3"}
+    for i in range(4):
+        _label(ds, f"img{i}", tmp_path)
+    assert strategy(request, ds) is None
+
+
+def test_conf_numbers_name_the_key() -> None:
+    assert conf_number({"diversity_max_clusters": "7"}, "diversity_max_clusters", 50, int) == 7
+    assert conf_number({}, "diversity_uncertainty_weight", 0.5, float) == 0.5
+    with pytest.raises(ValueError, match="diversity_max_clusters"):
+        conf_number({"diversity_max_clusters": "many"}, "diversity_max_clusters", 50, int)
 
 
 def _labeled_datastore(root: Path, tmp: Path, n: int, labeled: int) -> LocalDatastore:
@@ -217,6 +311,7 @@ def test_the_server_harness_names_what_the_app_writes() -> None:
     import run_server_test
 
     assert run_server_test.SCORE_KEY == SCORE_KEY
+    assert run_server_test.EMBEDDINGS_FILE == EMBEDDINGS_FILE
     assert run_server_test.FINETUNE_DATALIST == DATALIST_NAME
 
 

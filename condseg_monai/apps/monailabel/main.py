@@ -6,7 +6,9 @@ It serves every bundle folder under ``<app>/model/`` named by ``--conf models`` 
 Label's own ``BundleInferTask`` and, for fine-tuning, its ``BundleTrainTask`` extended to the datastore's
 unlabeled images (:class:`~condseg_monai.apps.monailabel.lib.SemiSupervisedBundleTrainTask`), and adds the
 uncertainty scoring method (:class:`~condseg_monai.apps.monailabel.lib.UncertaintyScoring`, named
-``condseg_uncertainty``) and the ``uncertainty`` strategy next to ``random`` and ``first``. Bundles are only read
+``condseg_uncertainty``; it also embeds every image with the network's encoder) and the strategies
+``diverse_uncertainty`` (representative, diverse and uncertain picks), ``uncertainty`` and ``foreground_random``
+next to MONAI Label's ``random`` and ``first``. Bundles are only read
 from ``<app>/model/``: nothing is ever downloaded. ``python -m condseg_monai.apps.monailabel`` lays out such an app
 folder.
 
@@ -18,6 +20,8 @@ folder.
   ``tta_disagreement``, ``tta_dice_disagreement`` or ``sid_uncertainty``, the score the ``uncertainty`` strategy
   ranks by (all four are stored);
 - ``scoring_max_samples``: score at most this many images per scoring run (default 0: all);
+- ``diversity_max_clusters`` (default 50) and ``diversity_uncertainty_weight`` (default 0.5, in [0, 1]; 0: pure
+  TypiClust representativeness): the ``diverse_uncertainty`` strategy;
 - ``semi_supervised``: fine-tune also on the unlabeled datastore images (default ``true``), with the teacher's EMA
   warm-up ``ema_warmup_iters`` (default 50, 0: none) from ``ema_warmup_momentum`` (default 0.5).
 """
@@ -27,6 +31,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 import monailabel
 from monailabel.interfaces.app import MONAILabelApp
@@ -41,13 +46,16 @@ from monailabel.utils.others.generic import strtobool
 
 from condseg_monai.apps.monailabel.lib import (
     DEFAULT_SCORE,
+    EMBEDDINGS_FILE,
     SCORE_KEY,
+    DiverseUncertainty,
+    ForegroundRandom,
     SemiSupervisedBundleTrainTask,
     Uncertainty,
     UncertaintyScoring,
 )
 
-__all__ = ["MyApp", "served_bundles"]
+__all__ = ["MyApp", "conf_number", "served_bundles"]
 
 logger = logging.getLogger(__name__)
 
@@ -74,13 +82,30 @@ def served_bundles(app_dir: str | Path, models: str | None) -> dict[str, str]:
     return bundles
 
 
+def conf_number(conf: dict[str, str], key: str, default: float, kind: type) -> Any:
+    """``--conf key`` parsed as ``kind`` (``int`` or ``float``), ``default`` when absent.
+
+    Raises:
+        ValueError: the value does not parse; the message names the key.
+    """
+    value = conf.get(key)
+    if value is None:
+        return kind(default)
+    try:
+        return kind(value)
+    except ValueError:
+        raise ValueError(f"--conf {key} must be a {kind.__name__}, got {value!r}") from None
+
+
 class MyApp(MONAILabelApp):
     """MONAI Label app for condseg-monai bundles with uncertainty-driven active learning."""
 
     def __init__(self, app_dir: str, studies: str, conf: dict[str, str]) -> None:
         self.models = served_bundles(app_dir, conf.get("models"))
         self.score_name = conf.get("uncertainty_score", DEFAULT_SCORE)
-        self.scoring_max_samples = int(conf.get("scoring_max_samples", "0"))
+        self.scoring_max_samples = conf_number(conf, "scoring_max_samples", 0, int)
+        self.diversity_max_clusters = conf_number(conf, "diversity_max_clusters", 50, int)
+        self.diversity_uncertainty_weight = conf_number(conf, "diversity_uncertainty_weight", 0.5, float)
         trainable = [n for n, b in self.models.items() if os.path.isfile(os.path.join(b, "configs", "train.json"))]
         self.scoring_model = conf.get("scoring_model") or (trainable or list(self.models))[0]
         if self.scoring_model not in self.models:
@@ -113,7 +138,18 @@ class MyApp(MONAILabelApp):
         return trainers
 
     def init_strategies(self) -> dict[str, Strategy]:
-        return {"uncertainty": Uncertainty(), "random": Random(), "first": First()}
+        diverse = DiverseUncertainty(
+            Path(self.models[self.scoring_model]) / "models" / EMBEDDINGS_FILE,
+            max_clusters=self.diversity_max_clusters,
+            uncertainty_weight=self.diversity_uncertainty_weight,
+        )
+        return {
+            "diverse_uncertainty": diverse,
+            "uncertainty": Uncertainty(),
+            "foreground_random": ForegroundRandom(),
+            "random": Random(),
+            "first": First(),
+        }
 
     def init_scoring_methods(self) -> dict[str, ScoringMethod]:
         # MONAILabelApp reruns every scoring method after each training (train -> async_scoring) and at start-up
