@@ -16,17 +16,25 @@ is empty), and how many such failures there are.
 
 (b) A simulated annotation loop. ``--initial`` training pairs (:func:`condseg_monai.data.keep_labeled`,
 ``--label-seed``) are labeled; ConDSeg is trained on them by the bundle's two stages (``--stage1-steps`` +
-``--initial-steps`` iterations, model selected on validation); this initial model starts both arms. Then, for
+``--initial-steps`` iterations, model selected on validation); this initial model starts every arm. Then, for
 ``--rounds`` rounds and each arm, ``--per-round`` images of the candidate pool are labeled and the arm's previous
 model is fine-tuned on all its labeled images by the bundle's fine-tuning workflow (``train.json`` with
 ``finetune`` from the previous model: what MONAI Label's training runs) for ``--round-steps`` iterations:
 
+- ``random``: the next not yet labeled images of a seeded permutation of the pool (the same at every rerun);
+- ``foreground_random``: the same permutation restricted to the images the arm's previous model finds a polyp in
+  (the frame decision at the model's operating point; what the MONAI Label strategy ``foreground_random`` draws
+  from), topped up from the rest when too few;
 - ``uncertainty``: the ``--per-round`` not yet labeled pool images with the highest ``--score`` under the arm's
   previous model (scoring needs only the images, never their masks);
-- ``random``: the next not yet labeled images of a seeded permutation of the pool (the same at every rerun).
+- ``diverse``: the MONAI Label strategy ``diverse_uncertainty``'s selection
+  (:func:`condseg_monai.apps.monailabel.selection.select_batch` with its defaults) over the encoder embeddings
+  (:func:`condseg_monai.metrics.encoder_embeddings`) of the labeled and the pool images under the previous model,
+  weighted by ``--score``.
 
-The pool is a seeded random subset (``--pool-size``, ``--label-seed``) of the unlabeled training images, the same
-for both arms. Within a round both arms use the same bundle seed: only which images are labeled differs. Each
+The pool is a seeded random subset (``--pool-size``, ``--label-seed``) of the unlabeled training images, plus
+``--negatives-count`` polyp-free frames of ``--negatives`` (empty masks: a picked one is labeled "nothing here"),
+the same for every arm. Within a round every arm uses the same bundle seed: only which images are labeled differs. Each
 round's model is evaluated by the bundle (``evaluating`` on the test split) and measured as in (a).
 
 Rounds are the unit of work: after each, the arm's chosen images and metrics are stored and ``results.json`` is
@@ -55,26 +63,30 @@ from typing import Any
 import harness  # bench/ is sys.path[0] when run as a script
 import torch
 
+from condseg_monai.apps.monailabel.selection import foreground_candidates, select_batch
 from condseg_monai.data import keep_labeled, read_datalist
-from condseg_monai.metrics import SCORE_NAMES, score_images
+from condseg_monai.inference import resolve_operating_point
+from condseg_monai.metrics import SCORE_NAMES, encoder_embeddings, score_images
 from condseg_monai.networks import ConDSeg
 from condseg_monai.transforms import condseg_eval_transforms
 
 __all__ = [
     "ARMS",
+    "aurc",
     "auroc",
     "failure_detection",
     "main",
     "pool_subset",
     "random_order",
     "rank",
+    "select_foreground_random",
     "select_random",
     "select_uncertain",
     "spearman",
     "summarise",
 ]
 
-ARMS = ("uncertainty", "random")
+ARMS = ("random", "foreground_random", "uncertainty", "diverse")
 
 
 # --- statistics -------------------------------------------------------------------------------------------------
@@ -122,6 +134,25 @@ def auroc(scores: Sequence[float], positive: Sequence[bool]) -> float | None:
     return (rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
 
 
+def aurc(scores: Sequence[float], errors: Sequence[float]) -> float | None:
+    """Area under the risk-coverage curve: keep the images in order of increasing score (most confident first);
+    the risk at coverage ``k / n`` is the mean error of the ``k`` kept; AURC is the mean risk over ``k = 1..n``.
+
+    Lower is better; a score that orders the images by their error reaches the minimum, a random one about the
+    mean error. Ties in the score are broken by the *larger* error first (no credit for ties). None when empty.
+    """
+    if len(scores) != len(errors):
+        raise ValueError(f"scores and errors differ in length ({len(scores)} vs {len(errors)}).")
+    if not scores:
+        return None
+    order = sorted(range(len(scores)), key=lambda i: (scores[i], -errors[i]))
+    total, risks = 0.0, []
+    for k, i in enumerate(order, start=1):
+        total += errors[i]
+        risks.append(total / k)
+    return sum(risks) / len(risks)
+
+
 # --- which images are labeled -----------------------------------------------------------------------------------
 
 
@@ -142,6 +173,21 @@ def random_order(pool: Sequence[int], label_seed: int, seed: int) -> list[int]:
 def select_random(order: Sequence[int], labeled: Collection[int], k: int) -> list[int]:
     """The first ``k`` of ``order`` not yet ``labeled``."""
     chosen = [i for i in order if i not in labeled][:k]
+    if len(chosen) < k:
+        raise ValueError(f"only {len(chosen)} unlabeled candidates left, {k} requested.")
+    return chosen
+
+
+def select_foreground_random(
+    order: Sequence[int], present: Mapping[int, bool], labeled: Collection[int], k: int
+) -> list[int]:
+    """Foreground-aware random: the first ``k`` of ``order`` not yet ``labeled`` among the images the model finds a
+    polyp in (:func:`~condseg_monai.apps.monailabel.selection.foreground_candidates`, what the MONAI Label strategy
+    ``foreground_random`` draws from); topped up from the rest of ``order`` when there are fewer than ``k``."""
+    open_ids = [i for i in order if i not in labeled]
+    found = set(foreground_candidates({str(i): present.get(i) for i in open_ids}, [str(i) for i in open_ids]))
+    chosen = [i for i in open_ids if str(i) in found][:k]
+    chosen += [i for i in open_ids if i not in set(chosen)][: k - len(chosen)]
     if len(chosen) < k:
         raise ValueError(f"only {len(chosen)} unlabeled candidates left, {k} requested.")
     return chosen
@@ -181,13 +227,26 @@ def failure_detection(
     model: torch.nn.Module, images: Mapping[str, Sequence[torch.Tensor]], failure_dice: float = 0.5
 ) -> dict[str, Any]:
     """(a): per-image scores and Dice (:func:`condseg_monai.metrics.score_images`), and per score the Spearman
-    correlation with ``1 - Dice`` and the AUROC for detecting the images with Dice < ``failure_dice``."""
+    correlation with ``1 - Dice``, the AUROC for detecting the images with Dice < ``failure_dice`` and the AURC
+    (:func:`aurc`, error ``1 - Dice``; with the oracle's and a random score's for reference)."""
     scores = score_images(model, images["image"], labels=images["label"])
     dice = scores.pop("dice")
     error = [1.0 - d for d in dice]
     failed = [d < failure_dice for d in dice]
-    stats = {name: {"spearman": spearman(s, error), "auroc": auroc(s, failed)} for name, s in scores.items()}
-    return {"failures": sum(failed), "images": len(dice), "stats": stats, "dice": dice, "scores": scores}
+    stats = {
+        name: {"spearman": spearman(s, error), "auroc": auroc(s, failed), "aurc": aurc(s, error)}
+        for name, s in scores.items()
+    }
+    best = aurc(error, error)  # the oracle: ordered by the error itself
+    return {
+        "failures": sum(failed),
+        "images": len(dice),
+        "stats": stats,
+        "aurc_oracle": best,
+        "aurc_random": statistics.fmean(error) if error else None,
+        "dice": dice,
+        "scores": scores,
+    }
 
 
 def write_subset(full: Mapping[str, Any], ids: Sequence[int], path: Path) -> Path:
@@ -232,37 +291,44 @@ def summarise(runs: Sequence[Mapping[str, Any]], settings: Mapping[str, Any], co
         "both arms; every model selected on validation by the bundle). mIoU / mDSC: the bundle's evaluation on the "
         "test split. Values: mean ± sample std over seeds, in %.",
         "",
-        "| arm | round | labeled | seeds | mIoU | mDSC |",
-        "|---|---|---|---|---|---|",
+        "| arm | round | labeled | polyp-free labeled | seeds | mIoU | mDSC |",
+        "|---|---|---|---|---|---|---|",
     ]
     models = _models(runs)
     for arm, rnd, rs in models:
         iou, dice = (harness.mean_std([r["test"][m] for r in rs]) for m in ("iou", "dice"))
-        lines.append(f"| {arm} | {rnd} | {rs[0]['labeled']} | {len(rs)} | {iou} | {dice} |")
+        neg = harness.mean_std([float(r.get("labeled_negatives", 0)) for r in rs], scale=1.0, digits=1)
+        lines.append(f"| {arm} | {rnd} | {rs[0]['labeled']} | {neg} | {len(rs)} | {iou} | {dice} |")
     names = [n for n in SCORE_NAMES if any(n in r["failure"]["stats"] for _, _, rs in models for r in rs)]
     lines += [
         "",
         f"(a) Does the score find the failures? On the {runs[0]['failure']['images'] if runs else '?'} test "
-        f"images: Spearman ρ between the score and 1 - Dice, and AUROC of the score for Dice < "
-        f"{settings['failure_dice']} (– where every image or none is a failure; ρ > 0 and AUROC > 0.5: the "
-        "higher the score, the worse the image). Scores from the four flip-TTA passes (`uncertainty_scores`), Dice "
-        "of the plain forward (threshold 0.5; its mean is the mDSC). Failures: images with a Dice below the "
-        "threshold. Mean over seeds.",
+        f"images: AUROC of the score for Dice < {settings['failure_dice']} (– where every image or none is a "
+        "failure; > 0.5: the higher the score, the worse the image) and AURC, the area under the risk-coverage "
+        "curve with risk 1 - Dice (lower is better; `oracle`: images ordered by their error, `random`: the mean "
+        "error). Scores from the four flip-TTA passes (`uncertainty_scores`), Dice of the plain forward (threshold "
+        "0.5). Spearman ρ in results.json. Mean over seeds.",
         "",
-        "| model | labeled | mDSC | failures | " + " | ".join(f"{n} ρ | {n} AUROC" for n in names) + " |",
-        "|---|---|---|---|" + "---|---|" * len(names),
+        "| model | labeled | mDSC | failures | AURC oracle | AURC random | "
+        + " | ".join(f"{n} AUROC | {n} AURC" for n in names)
+        + " |",
+        "|---|---|---|---|---|---|" + "---|---|" * len(names),
     ]
     for arm, rnd, rs in models:
         cells = []
         for n in names:
-            for stat in ("spearman", "auroc"):
+            for stat in ("auroc", "aurc"):
                 values = [r["failure"]["stats"].get(n, {}).get(stat) for r in rs]
-                cells.append(harness.mean_std(values, scale=1.0, digits=2))
+                cells.append(harness.mean_std(values, scale=1.0, digits=2 if stat == "auroc" else 3))
         model = "initial" if arm == "initial" else f"{arm} round {rnd}"
         failures = harness.mean_std([float(r["failure"]["failures"]) for r in rs], scale=1.0, digits=1)
+        refs = [
+            harness.mean_std([r["failure"].get(k) for r in rs], scale=1.0, digits=3)
+            for k in ("aurc_oracle", "aurc_random")
+        ]
         lines.append(
             f"| {model} | {rs[0]['labeled']} | {harness.mean_std([r['test']['dice'] for r in rs])} | {failures} | "
-            + " | ".join(cells)
+            + " | ".join(refs + cells)
             + " |"
         )
     lines += ["", "Settings:", ""] + [f"- `{k}`: {v}" for k, v in settings.items()]
@@ -305,7 +371,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--per-round", type=int, default=20, help="images labeled per round")
     parser.add_argument("--rounds", type=int, default=3, help="annotation rounds per arm")
     parser.add_argument("--pool-size", type=int, default=200, help="candidate pool (0: all unlabeled images)")
-    parser.add_argument("--score", default="sid_uncertainty", choices=SCORE_NAMES, help="uncertainty arm's score")
+    parser.add_argument(
+        "--score",
+        default="boundary_entropy",
+        choices=SCORE_NAMES,
+        help="the uncertainty score of the uncertainty and diverse arms (default: the MONAI Label app's)",
+    )
+    parser.add_argument(
+        "--negatives", type=Path, help="polyp-free frames (images/ + masks/) added to the pool, as a datastore has them"
+    )
+    parser.add_argument("--negatives-count", type=int, default=200, help="--negatives: how many (seeded; 0: all)")
+    parser.add_argument(
+        "--presize", action="store_true", help="resize every folder once to --size first (harness.presized_folder)"
+    )
     parser.add_argument("--failure-dice", type=float, default=0.5, help="(a): an image with Dice below is a failure")
     parser.add_argument("--size", type=int, default=64, help="image side (a multiple of 32)")
     parser.add_argument("--initial-steps", type=int, default=200, help="initial model: Stage-2 iterations")
@@ -334,16 +412,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
         os.environ["OMP_NUM_THREADS"] = str(args.threads)  # inherited by every bundle run
     command = "python bench/active_learning.py " + shlex.join(argv)
+    if args.negatives is not None and not (args.negatives / "images").is_dir():
+        parser.error(f"--negatives '{args.negatives}' has no images/ folder.")
+    if args.presize:  # the runs read small copies: the same resized images, without decoding the originals each time
+        cache = args.out / f"presized{args.size}"
+        if args.data is not None:
+            args.data = harness.presized_folder(args.data, args.size, cache / "data")
+        if args.negatives is not None:
+            args.negatives = harness.presized_folder(args.negatives, args.size, cache / "negatives")
 
     datalist = harness.prepare_data(args, parser, ["--test-count", str(args.test_count)])
     full = json.loads(Path(datalist).read_text())
     n_train = len(full["training"])
+    negatives: list[int] = []  # training indices of the polyp-free frames (empty masks) in the pool
+    if args.negatives is not None:
+        entries = json.loads(harness.folder_datalist(args.negatives, args.out, "negatives").read_text())["test"]
+        if args.negatives_count and args.negatives_count < len(entries):
+            entries = random.Random(f"negatives-{args.label_seed}").sample(entries, args.negatives_count)
+        negatives = list(range(n_train, n_train + len(entries)))
+        full["training"] = full["training"] + entries
     if args.initial >= n_train:
         parser.error(f"--initial ({args.initial}) must be below the {n_train} training images.")
     kept = {e.image for e in keep_labeled(read_datalist(datalist), count=args.initial, seed=args.label_seed).training}
     images = [e.image for e in read_datalist(datalist).training]
     initial = [i for i, img in enumerate(images) if img in kept]
     pool = pool_subset([i for i in range(n_train) if i not in set(initial)], args.pool_size, args.label_seed)
+    pool = pool + negatives
     if len(pool) < args.rounds * args.per_round:
         parser.error(f"the pool ({len(pool)}) is smaller than --rounds x --per-round ({args.rounds * args.per_round}).")
 
@@ -356,6 +450,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     runs: list[dict[str, Any]] = saved.get("runs", [])
     test = load_images(full["test"], args.size, with_labels=True)
     pool_images: dict[int, torch.Tensor] = {}
+
+    def images_of(ids: Sequence[int]) -> list[torch.Tensor]:
+        missing = [i for i in ids if i not in pool_images]
+        loaded = load_images([full["training"][i] for i in missing], args.size, with_labels=False)
+        pool_images.update(zip(missing, loaded["image"]))
+        return [pool_images[i] for i in ids]
+
+    def select(arm: str, prev_model: Path, labeled: set[int], order: Sequence[int]) -> tuple[list[int], dict]:
+        """The arm's ``--per-round`` picks under its previous model, and what to record about them."""
+        if arm == "random":
+            return select_random(order, labeled, args.per_round), {}
+        candidates = [i for i in pool if i not in labeled]
+        print(f"    {arm}: scoring {len(candidates)} pool images", flush=True)
+        model = load_model(prev_model, args.feature_size)
+        if arm == "foreground_random":
+            op = resolve_operating_point(prev_model)
+            frame = score_images(model, images_of(candidates), operating_point=op)["detection_score"]
+            present = {i: s > op.threshold for i, s in zip(candidates, frame)}
+            return select_foreground_random(order, present, labeled, args.per_round), {
+                "predicted_polyps": sum(present.values())
+            }
+        scores = dict(zip(candidates, score_images(model, images_of(candidates))[args.score]))
+        record = {"pool_scores": {str(i): s for i, s in scores.items()}}
+        if arm == "uncertainty":
+            return select_uncertain(scores, labeled, args.per_round), record
+        # diverse: the MONAI Label strategy's selection over the labeled and the pool images' encoder embeddings
+        ids = sorted(labeled) + candidates
+        embeddings = encoder_embeddings(model, images_of(ids))
+        is_candidate = torch.tensor([i not in labeled for i in ids])
+        uncertainty = torch.tensor([scores.get(i, math.nan) for i in ids], dtype=torch.float64)
+        picks = select_batch(embeddings, is_candidate, ~is_candidate, args.per_round, uncertainty)
+        return [ids[p] for p in picks], record
 
     def store() -> None:
         harness.write_results({"settings": settings, "environment": harness.environment(), "runs": runs}, results_path)
@@ -392,22 +518,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 labeled = set(prev["labeled_ids"])
                 start = time.perf_counter()
                 record: dict[str, Any] = {"seed": seed, "arm": arm, "round": rnd}
-                if arm == "uncertainty":
-                    candidates = [i for i in pool if i not in labeled]
-                    print(f"[seed {seed}] {arm} round {rnd}: scoring {len(candidates)} pool images", flush=True)
-                    missing = [i for i in candidates if i not in pool_images]
-                    loaded = load_images([full["training"][i] for i in missing], args.size, with_labels=False)
-                    pool_images |= dict(zip(missing, loaded["image"]))
-                    model = load_model(prev_model, args.feature_size)
-                    values = score_images(model, [pool_images[i] for i in candidates])[args.score]
-                    scores = dict(zip(candidates, values))
-                    added = select_uncertain(scores, labeled, args.per_round)
-                    record["pool_scores"] = {str(i): s for i, s in scores.items()}
-                else:
-                    added = select_random(order, labeled, args.per_round)
+                added, picked = select(arm, prev_model, labeled, order)
+                record |= picked
                 record["select_seconds"] = time.perf_counter() - start
                 ids = sorted(labeled | set(added))
-                print(f"[seed {seed}] {arm} round {rnd}: +{len(added)} -> {len(ids)} labeled", flush=True)
+                n_neg = sum(i in set(negatives) for i in added)
+                print(f"[seed {seed}] {arm} round {rnd}: +{len(added)} ({n_neg} polyp-free) -> {len(ids)}", flush=True)
                 round_dir = args.out / "runs" / f"seed{seed}_{arm}_round{rnd}"
                 subset = write_subset(full, ids, round_dir / "datalist.json")
                 spec = harness.TrainSpec(
@@ -416,6 +532,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 trained = harness.train(spec, subset, round_dir)
                 record["train_seconds"] = sum(s["seconds"] for s in trained["stages"])
                 record |= {"labeled": len(ids), "labeled_ids": ids, "added": added, "model": str(trained["best"])}
+                record["added_negatives"] = sum(i in set(negatives) for i in added)
+                record["labeled_negatives"] = sum(i in set(negatives) for i in ids)
                 record |= _measure(trained["best"], subset, round_dir, test, args)
                 runs.append(record)
                 store()

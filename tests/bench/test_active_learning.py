@@ -9,12 +9,15 @@ import math
 from pathlib import Path
 
 import active_learning as al
+import numpy as np
 import pytest
+from PIL import Image
 
 from condseg_monai.data import generate_demo_dataset
 from condseg_monai.metrics import SCORE_NAMES
 
-# 15 generated images, 3 for validation: 12 training pairs, 2 labeled, a pool of 4, +1 per round
+# 15 generated images, 3 for validation, 2 for test: 10 training pairs, 2 labeled, a pool of 4 (+ 2 polyp-free
+# frames in the run test), +1 per round
 TINY = ["--size", "32", "--initial-steps", "1", "--stage1-steps", "1", "--round-steps", "1", "--batch-size", "2"]
 TINY += ["--feature-size", "16", "--val-count", "3", "--test-count", "2", "--initial", "2", "--per-round", "1"]
 TINY += ["--pool-size", "4", "--rounds", "2", "--eval-every", "1", "--threads", "0"]
@@ -47,6 +50,29 @@ def test_auroc() -> None:
     assert al.auroc([0.1, 0.2], [True, True]) is None
 
 
+def test_aurc() -> None:
+    errors = [0.0, 0.2, 0.4, 1.0]
+    # ordered by the error: risks 0, 0.1, 0.2, 0.4 -> mean 0.175 (the oracle)
+    assert al.aurc([0.1, 0.2, 0.3, 0.9], errors) == pytest.approx(0.175)
+    # reversed: risks 1, 0.7, 0.5333, 0.4
+    assert al.aurc([0.9, 0.3, 0.2, 0.1], errors) == pytest.approx((1 + 0.7 + 1.6 / 3 + 0.4) / 4)
+    # constant score: no credit for ties (worst order)
+    assert al.aurc([0.5] * 4, errors) == al.aurc([0.9, 0.3, 0.2, 0.1], errors)
+    assert al.aurc([], []) is None
+
+
+def test_foreground_random_selection() -> None:
+    order = [5, 1, 4, 2, 3]
+    present = {1: True, 2: True, 3: False, 4: False, 5: False}
+    assert al.select_foreground_random(order, present, labeled=set(), k=2) == [1, 2]
+    # too few predicted polyps: topped up in the random order
+    assert al.select_foreground_random(order, present, labeled={1}, k=2) == [2, 5]
+    # none predicted: plain random order
+    assert al.select_foreground_random(order, {}, labeled=set(), k=2) == [5, 1]
+    with pytest.raises(ValueError):
+        al.select_foreground_random(order, present, labeled={1, 2, 3, 4}, k=2)
+
+
 def test_selection() -> None:
     scores = {10: 0.9, 11: 0.1, 12: 0.8, 13: 0.95, 14: 0.8}
     assert al.select_uncertain(scores, labeled=set(), k=2) == [13, 10]
@@ -70,23 +96,36 @@ def test_selection() -> None:
         al.select_random(order, labeled=set(order[:8]), k=3)
 
 
-def test_tiny_run_has_both_arms_and_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _negatives(folder: Path, count: int) -> Path:
+    """``count`` 40x48 frames with all-zero masks (a polyp-free folder)."""
+    (folder / "images").mkdir(parents=True)
+    (folder / "masks").mkdir()
+    rng = np.random.default_rng(3)
+    for i in range(count):
+        Image.fromarray((rng.random((40, 48, 3)) * 255).astype(np.uint8)).save(folder / "images" / f"neg{i}.png")
+        Image.fromarray(np.zeros((40, 48), np.uint8)).save(folder / "masks" / f"neg{i}.png")
+    return folder
+
+
+def test_tiny_run_has_every_arm_and_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     folder = tmp_path / "demo"
     generate_demo_dataset(folder, num_train=10, num_val=3, num_test=2, image_size=(40, 48), seed=0)
     out = tmp_path / "al"
-    args = ["--data", str(folder), "--out", str(out), *TINY]
+    negatives = _negatives(tmp_path / "polyp_free", 3)
+    args = ["--data", str(folder), "--out", str(out), *TINY, "--negatives", str(negatives), "--negatives-count", "2"]
     assert al.main(args) == 0
     saved = json.loads((out / "results.json").read_text())
     runs = saved["runs"]
     assert [(r["arm"], r["round"], r["labeled"]) for r in runs] == [
         ("initial", 0, 2),
-        ("uncertainty", 1, 3),
-        ("random", 1, 3),
-        ("uncertainty", 2, 4),
-        ("random", 2, 4),
+        *[(arm, 1, 3) for arm in al.ARMS],
+        *[(arm, 2, 4) for arm in al.ARMS],
     ]
     initial, pool = runs[0]["labeled_ids"], runs[0]["pool"]
-    assert len(pool) == 4 and not set(pool) & set(initial)
+    assert len(pool) == 4 + 2 and not set(pool) & set(initial)
+    negative_ids = set(pool[-2:])  # the two polyp-free frames come last in the pool
+    subset = json.loads((Path(runs[0]["model"]).parents[1] / "datalist.json").read_text())
+    assert not negative_ids & set(initial)
     for arm in al.ARMS:
         mine = [r for r in runs if r["arm"] == arm]
         labeled = set(initial)
@@ -99,11 +138,16 @@ def test_tiny_run_has_both_arms_and_resumes(tmp_path: Path, monkeypatch: pytest.
             assert "--finetune true" in " ".join(done["command"])
             subset = json.loads((Path(r["model"]).parents[1] / "datalist.json").read_text())
             assert len(subset["training"]) == r["labeled"]
+    for r in runs[1:]:
+        assert r["labeled_negatives"] == sum(i in negative_ids for i in r["labeled_ids"])
     unc = [r for r in runs if r["arm"] == "uncertainty"]
-    for r in unc:  # the highest SID score among the candidates left
+    for r in unc:  # the highest score among the candidates left
         scores = {int(k): v for k, v in r["pool_scores"].items()}
         assert r["added"] == [max(scores, key=scores.get)]
-    assert [len(r["pool_scores"]) for r in unc] == [4, 3]
+    assert [len(r["pool_scores"]) for r in unc] == [6, 5]
+    diverse = [r for r in runs if r["arm"] == "diverse"]
+    assert [len(r["pool_scores"]) for r in diverse] == [6, 5]
+    assert all(r["predicted_polyps"] <= 6 for r in runs if r["arm"] == "foreground_random")
     rnd = [r for r in runs if r["arm"] == "random"]
     assert [i for r in rnd for i in r["added"]] == al.random_order(pool, 0, 0)[:2]
     for r in runs:
@@ -113,8 +157,8 @@ def test_tiny_run_has_both_arms_and_resumes(tmp_path: Path, monkeypatch: pytest.
         assert failure["failures"] == sum(d < 0.5 for d in failure["dice"])
         assert math.isfinite(r["test"]["iou"])
     table = (out / "results.md").read_text()
-    assert "| uncertainty | 2 | 4 | 1 |" in table and "| random round 2 | 4 |" in table
-    assert "python bench/active_learning.py --data" in table and "sid_uncertainty AUROC" in table
+    assert "| diverse | 2 | 4 |" in table and "| random round 2 | 4 |" in table
+    assert "python bench/active_learning.py --data" in table and "tta_dice_disagreement AURC" in table
 
     # a second invocation finds everything done: no bundle run, the same results
     monkeypatch.setattr(al.harness, "run_command", lambda *a, **k: pytest.fail("a bundle run was repeated"))

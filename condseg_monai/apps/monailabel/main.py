@@ -54,6 +54,7 @@ from condseg_monai.apps.monailabel.lib import (
     Uncertainty,
     UncertaintyScoring,
 )
+from condseg_monai.apps.monailabel.selection import DEFAULT_MAX_CLUSTERS, DEFAULT_UNCERTAINTY_WEIGHT
 
 __all__ = ["MyApp", "conf_number", "served_bundles"]
 
@@ -104,8 +105,10 @@ class MyApp(MONAILabelApp):
         self.models = served_bundles(app_dir, conf.get("models"))
         self.score_name = conf.get("uncertainty_score", DEFAULT_SCORE)
         self.scoring_max_samples = conf_number(conf, "scoring_max_samples", 0, int)
-        self.diversity_max_clusters = conf_number(conf, "diversity_max_clusters", 50, int)
-        self.diversity_uncertainty_weight = conf_number(conf, "diversity_uncertainty_weight", 0.5, float)
+        self.diversity_max_clusters = conf_number(conf, "diversity_max_clusters", DEFAULT_MAX_CLUSTERS, int)
+        self.diversity_uncertainty_weight = conf_number(
+            conf, "diversity_uncertainty_weight", DEFAULT_UNCERTAINTY_WEIGHT, float
+        )
         trainable = [n for n, b in self.models.items() if os.path.isfile(os.path.join(b, "configs", "train.json"))]
         self.scoring_model = conf.get("scoring_model") or (trainable or list(self.models))[0]
         if self.scoring_model not in self.models:

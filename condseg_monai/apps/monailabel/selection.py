@@ -34,6 +34,8 @@ from collections.abc import Mapping, Sequence
 import torch
 
 __all__ = [
+    "DEFAULT_MAX_CLUSTERS",
+    "DEFAULT_UNCERTAINTY_WEIGHT",
     "foreground_candidates",
     "kmeans",
     "percentile_ranks",
@@ -41,6 +43,11 @@ __all__ = [
     "select_next",
     "typicality",
 ]
+
+# the defaults of the ``diverse_uncertainty`` strategy (``--conf diversity_max_clusters`` /
+# ``diversity_uncertainty_weight``), also what bench/active_learning.py's ``diverse`` arm runs
+DEFAULT_MAX_CLUSTERS = 50
+DEFAULT_UNCERTAINTY_WEIGHT = 0.5
 
 
 def kmeans(
@@ -141,8 +148,8 @@ def select_next(
     candidates: torch.Tensor,
     covered: torch.Tensor,
     uncertainty: torch.Tensor | None = None,
-    max_clusters: int = 50,
-    uncertainty_weight: float = 0.5,
+    max_clusters: int = DEFAULT_MAX_CLUSTERS,
+    uncertainty_weight: float = DEFAULT_UNCERTAINTY_WEIGHT,
     neighbours: int = 20,
     seed: int = 0,
 ) -> int:

@@ -18,7 +18,12 @@ from monailabel.interfaces.datastore import Datastore
 from monailabel.interfaces.tasks.strategy import Strategy
 
 from condseg_monai.apps.monailabel.lib.scoring import SCORE_KEY, EmbeddingStore, refresh_datastore
-from condseg_monai.apps.monailabel.selection import foreground_candidates, select_next
+from condseg_monai.apps.monailabel.selection import (
+    DEFAULT_MAX_CLUSTERS,
+    DEFAULT_UNCERTAINTY_WEIGHT,
+    foreground_candidates,
+    select_next,
+)
 
 __all__ = ["DiverseUncertainty", "ForegroundRandom", "Uncertainty", "rank_images", "recently_served"]
 
@@ -99,8 +104,8 @@ class DiverseUncertainty(Strategy):
     def __init__(
         self,
         embeddings_path: str | Path,
-        max_clusters: int = 50,
-        uncertainty_weight: float = 0.5,
+        max_clusters: int = DEFAULT_MAX_CLUSTERS,
+        uncertainty_weight: float = DEFAULT_UNCERTAINTY_WEIGHT,
         reset: int = SECS_IN_DAY,
     ) -> None:
         if not 0.0 <= float(uncertainty_weight) <= 1.0:
