@@ -97,6 +97,9 @@ class TrainingSettings(BaseModel):
     unsupervised_weight: float = Field(ge=0, description="weight of the unlabeled loss after the ramp-up")
     rampup_epochs: float | None = Field(ge=0, description="sigmoid ramp-up length; null: 20 % of max_epochs")
     unlabeled_ratio: int = Field(ge=1, description="unlabeled batches drawn per labeled batch")
+    unlabeled_batch_size: int | None = Field(
+        ge=1, description="images per unlabeled batch (cost: docs/training.md); null: batch_size"
+    )
     bcp: bool = Field(description="bidirectional copy-paste mixing (needs semi_supervised)")
     validate_with_teacher: bool = Field(description="validate and save the teacher")
 

@@ -258,6 +258,7 @@ def test_settings_errors_name_the_key() -> None:
         "unsupervised_weight": -1.0,
         "rampup_epochs": -2,
         "unlabeled_ratio": 0,
+        "unlabeled_batch_size": 0,
     }
     with pytest.raises(ValueError) as info:
         check_training_settings(**{**base, "semi_supervised": True, **bad})
@@ -281,6 +282,26 @@ def test_epoch_length_sets_the_epochs_and_the_ramp_up(tmp_path: Path, semi_datal
     trainer = wf.parser.get_parsed_content("train#trainer")
     assert trainer.state.epoch_length == 5 and len(wf.parser.get_parsed_content("train#dataloader")) != 5
     assert trainer.rampup_iterations == 1  # 20 % of 1 epoch of 5 iterations
+    unlabeled_loader = wf.parser.get_parsed_content("unlabeled#dataloader")
+    assert unlabeled_loader.batch_size == wf.parser.get_parsed_content("batch_size"), "null: the labeled batch size"
     wf.run()
     wf.finalize()
     assert trainer.state.iteration == 5
+
+
+def test_unlabeled_batch_size_sets_the_unlabeled_batches(tmp_path: Path, semi_datalist: str) -> None:
+    """``unlabeled_batch_size`` (cheaper semi-supervised iterations): the unlabeled loader and each step use it."""
+    wf = _workflow(
+        [TRAIN_JSON, STAGE2_JSON, SEMI_JSON],
+        datalist=semi_datalist,
+        output_dir=str(tmp_path),
+        epoch_length=2,
+        max_epochs=1,
+        batch_size=2,
+        unlabeled_batch_size=1,
+        **TINY_BASIC_UNET,
+    )
+    wf.initialize()
+    trainer = wf.parser.get_parsed_content("train#trainer")
+    assert wf.parser.get_parsed_content("unlabeled#dataloader").batch_size == 1
+    assert trainer.draw_unlabeled().shape[0] == 1
