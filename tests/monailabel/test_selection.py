@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from condseg_monai.apps.monailabel import selection
 from condseg_monai.apps.monailabel.selection import (
     foreground_candidates,
     kmeans,
@@ -55,6 +56,13 @@ def test_typicality_is_the_inverse_mean_neighbour_distance() -> None:
     expected = 1 / torch.tensor([2.0, 1.5, 2.5], dtype=torch.float64)
     assert torch.equal(typicality(x, neighbours=5), expected)
     assert torch.equal(typicality(x[:1]), torch.ones(1, dtype=torch.float64))
+
+
+def test_typicality_in_row_blocks_equals_the_full_matrix(monkeypatch: pytest.MonkeyPatch) -> None:
+    x, _ = blobs([7, 6])
+    full = typicality(x, neighbours=3)
+    monkeypatch.setattr(selection, "_ROWS", 4)  # 13 points in blocks of 4, 4, 4, 1
+    assert torch.equal(typicality(x, neighbours=3), full)
 
 
 def test_percentile_ranks_ties_and_nan() -> None:

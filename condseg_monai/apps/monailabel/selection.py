@@ -48,6 +48,8 @@ __all__ = [
 # ``diversity_uncertainty_weight``), also what bench/active_learning.py's ``diverse`` arm runs
 DEFAULT_MAX_CLUSTERS = 50
 DEFAULT_UNCERTAINTY_WEIGHT = 0.5
+# rows per block of the typicality distances (memory ~ _ROWS x cluster size x 8 bytes)
+_ROWS = 1024
 
 
 def kmeans(
@@ -115,10 +117,13 @@ def typicality(x: torch.Tensor, neighbours: int = 20) -> torch.Tensor:
     if m == 1:
         return torch.ones(1, dtype=torch.float64)
     k = min(int(neighbours), m - 1)
-    d = torch.cdist(x, x)
-    d.fill_diagonal_(float("inf"))
-    nearest = d.topk(k, dim=1, largest=False).values
-    return 1.0 / nearest.mean(dim=1).clamp_min(1e-12)
+    mean_distance = torch.empty(m, dtype=torch.float64)
+    for start in range(0, m, _ROWS):  # row blocks: a datastore-sized cluster never needs an (M, M) matrix
+        d = torch.cdist(x[start : start + _ROWS], x)
+        rows = torch.arange(d.shape[0])
+        d[rows, rows + start] = float("inf")  # not its own neighbour
+        mean_distance[start : start + d.shape[0]] = d.topk(k, dim=1, largest=False).values.mean(dim=1)
+    return 1.0 / mean_distance.clamp_min(1e-12)
 
 
 def percentile_ranks(values: torch.Tensor) -> torch.Tensor:
