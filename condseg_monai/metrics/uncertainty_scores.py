@@ -1,6 +1,7 @@
 # Copyright (c) condseg-monai contributors
 # Licensed under the Apache License, Version 2.0
-"""Per-image uncertainty scores for active learning (which unlabeled image should an annotator label next).
+"""Per-image uncertainty scores for active learning (which unlabeled image should an annotator label next), and the
+per-pixel maps behind two of them (what the bundle's inference writes as ``<stem>_uncertainty``).
 
 Every score maps a batch of **probabilities** to one number per image, ``(B,)``, higher = more uncertain:
 
@@ -14,6 +15,17 @@ Every score maps a batch of **probabilities** to one number per image, ``(B,)``,
   Dice between the thresholded passes. Agreement among several predictions was the best and most robust per-case
   failure score in a benchmark of failure detection for medical segmentation (Zenk et al., 2024): a wrong mask
   tends to move when the input is flipped, a right one does not.
+
+The per-pixel maps, ``(B, C, H, W)`` in [0, 1], one name each in :data:`UNCERTAINTY_MAPS`:
+
+- :func:`flip_disagreement_map` (``"flip_disagreement"``): twice the per-pixel standard deviation of the flip
+  passes; half its image mean is :func:`flip_disagreement_score`. Where the model would draw a different mask if
+  the picture were flipped: the picture to show for "where might the model be wrong" (its image mean found the
+  failures with AUROC 0.65 in ``docs/benchmarks.md``, "Active learning");
+- :func:`sid_uncertainty_map` (``"sid"``): ConDSeg's SID "uncertainty" head ``sigmoid(M_uc)``; its image mean is
+  :func:`sid_uncertainty_score`. The head has no target (the official method trains it only through the weak
+  complementarity loss): a learned region map, not a calibrated uncertainty and not a failure detector (AUROC 0.50
+  in the same benchmark).
 
 :func:`uncertainty_scores` runs a network once per flip (with :meth:`ConDSegInferer.flip_passes
 <condseg_monai.inferers.ConDSegInferer.flip_passes>`) and returns all scores that apply to its output. The scores
@@ -34,18 +46,25 @@ from condseg_monai.networks.nets.condseg import ConDSegOutput, condseg_mask
 
 __all__ = [
     "SCORE_NAMES",
+    "UNCERTAINTY_MAPS",
     "binary_entropy",
     "boundary_band",
     "boundary_entropy_score",
+    "check_uncertainty_map",
     "flip_dice_disagreement_score",
+    "flip_disagreement_map",
     "flip_disagreement_score",
     "mask_probability",
+    "sid_uncertainty_map",
     "sid_uncertainty_score",
     "uncertainty_scores",
 ]
 
 # the keys of :func:`uncertainty_scores`, in a fixed order (the MONAI Label scoring task stores all of them)
 SCORE_NAMES: tuple[str, ...] = ("tta_disagreement", "tta_dice_disagreement", "boundary_entropy", "sid_uncertainty")
+
+# the per-pixel maps (the bundle setting ``uncertainty_map``): flip_disagreement_map, sid_uncertainty_map
+UNCERTAINTY_MAPS: tuple[str, ...] = ("flip_disagreement", "sid")
 
 
 def _is_stacked(prob: torch.Tensor) -> bool:
@@ -68,8 +87,50 @@ def mask_probability(prob: torch.Tensor) -> torch.Tensor:
     return condseg_mask(prob)
 
 
+def check_uncertainty_map(name: object) -> str:
+    """Validate the name of a per-pixel uncertainty map (the bundle setting ``uncertainty_map``).
+
+    Args:
+        name: one of :data:`UNCERTAINTY_MAPS`.
+
+    Returns:
+        ``name``.
+
+    Raises:
+        ValueError: any other value, naming the setting ``uncertainty_map``.
+    """
+    if not isinstance(name, str) or name not in UNCERTAINTY_MAPS:
+        raise ValueError(f"uncertainty_map must be one of {UNCERTAINTY_MAPS}, got {name!r}.")
+    return name
+
+
+def sid_uncertainty_map(prob: torch.Tensor) -> torch.Tensor:
+    """ConDSeg's SID "uncertainty" map ``sigmoid(M_uc)``: the output of its auxiliary uncertainty head.
+
+    A learned region map, not an uncertainty estimate: the head has no target, the official method trains it only
+    through the weak complementarity loss (``docs/monai_label.md``, section 7), and its image mean did not find the
+    failures (AUROC 0.50, ``docs/benchmarks.md``, "Active learning"). :func:`flip_disagreement_map` is the map to
+    show for "where might the model be wrong".
+
+    Args:
+        prob: ConDSeg's stacked output after a sigmoid, ``(B, 4, C, H, W)`` (``return_aux=True``).
+
+    Returns:
+        ``(B, C, H, W)`` in [0, 1]: a view of the :attr:`ConDSegOutput.UNCERTAINTY` map.
+
+    Raises:
+        ValueError: when ``prob`` is not a stacked ConDSeg output (other networks have no SID branch).
+    """
+    if not _is_stacked(prob):
+        raise ValueError(
+            f"the SID map needs ConDSeg's stacked (B, {len(ConDSegOutput)}, C, H, W) output (return_aux=True), "
+            f"got {tuple(prob.shape)}."
+        )
+    return prob[:, ConDSegOutput.UNCERTAINTY]
+
+
 def sid_uncertainty_score(prob: torch.Tensor) -> torch.Tensor:
-    """Mean SID uncertainty probability per image.
+    """Mean SID uncertainty probability per image: the image mean of :func:`sid_uncertainty_map`.
 
     Args:
         prob: ConDSeg's stacked output after a sigmoid, ``(B, 4, C, H, W)`` (``return_aux=True``).
@@ -80,12 +141,7 @@ def sid_uncertainty_score(prob: torch.Tensor) -> torch.Tensor:
     Raises:
         ValueError: when ``prob`` is not a stacked ConDSeg output (other networks have no SID branch).
     """
-    if not _is_stacked(prob):
-        raise ValueError(
-            f"the SID score needs ConDSeg's stacked (B, {len(ConDSegOutput)}, C, H, W) output (return_aux=True), "
-            f"got {tuple(prob.shape)}."
-        )
-    return prob[:, ConDSegOutput.UNCERTAINTY].flatten(1).mean(dim=1)
+    return sid_uncertainty_map(prob).flatten(1).mean(dim=1)
 
 
 def binary_entropy(prob: torch.Tensor) -> torch.Tensor:
@@ -145,8 +201,44 @@ def boundary_entropy_score(prob: torch.Tensor, radius: int = 2, threshold: float
     return torch.where(in_band > 0, band_mean, entropy.mean(dim=1))
 
 
+def _pass_masks(passes: torch.Tensor) -> torch.Tensor:
+    """The mask maps ``(T, B, C, H, W)`` of ``T >= 2`` passes (plain or stacked ConDSeg passes)."""
+    if passes.shape[0] < 2:
+        raise ValueError(f"need at least two passes to measure disagreement, got {passes.shape[0]}.")
+    return torch.stack([mask_probability(p) for p in passes])
+
+
+def flip_disagreement_map(passes: torch.Tensor) -> torch.Tensor:
+    """Per-pixel disagreement of test-time-augmentation passes: twice the standard deviation over the passes.
+
+    With ``p_1 .. p_T`` the mask probabilities of one pixel in the ``T`` passes and ``m`` their mean, the map is
+    ``2 * sqrt(mean_t (p_t - m) ** 2)`` (the population standard deviation, doubled so that the range is [0, 1]:
+    values in [0, 1] have a standard deviation of at most 0.5). It is 0 where every pass predicts the same
+    probability, 1 where half of the passes say 1 and half 0, and ``sqrt(3) / 2`` (0.87) where one of four confident
+    passes contradicts the other three. High values mark pixels whose prediction changes when the picture is
+    flipped, which a model that is sure of a pixel should not do. Half the image mean of this map is
+    :func:`flip_disagreement_score` (the ``tta_disagreement`` score, which found failures with AUROC 0.65 in
+    ``docs/benchmarks.md``, "Active learning"). It is not a calibrated error probability.
+
+    Args:
+        passes: ``(T, B, C, H, W)`` mask probabilities of ``T >= 2`` passes, each already mapped back to the input's
+            orientation (:meth:`ConDSegInferer.flip_passes`), or ``(T, B, 4, C, H, W)`` stacked ConDSeg passes
+            (their mask maps are used).
+
+    Returns:
+        ``(B, C, H, W)`` in [0, 1], in the dtype of ``passes``.
+
+    Raises:
+        ValueError: fewer than two passes.
+    """
+    return 2 * _pass_masks(passes).std(dim=0, unbiased=False)
+
+
 def flip_disagreement_score(passes: torch.Tensor) -> torch.Tensor:
     """Disagreement of test-time-augmentation passes: the per-pixel standard deviation, averaged per image.
+
+    Half the image mean of :func:`flip_disagreement_map` (exactly the mean standard deviation: the factor 2 is a
+    power of two, so it cancels without rounding).
 
     Args:
         passes: ``(T, B, C, H, W)`` mask probabilities of ``T >= 2`` passes, each already mapped back to the input's
@@ -159,10 +251,7 @@ def flip_disagreement_score(passes: torch.Tensor) -> torch.Tensor:
     Raises:
         ValueError: fewer than two passes.
     """
-    if passes.shape[0] < 2:
-        raise ValueError(f"need at least two passes to measure disagreement, got {passes.shape[0]}.")
-    mask = torch.stack([mask_probability(p) for p in passes])
-    return mask.std(dim=0, unbiased=False).flatten(1).mean(dim=1)
+    return flip_disagreement_map(passes).flatten(1).mean(dim=1) / 2
 
 
 def flip_dice_disagreement_score(passes: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
@@ -183,9 +272,7 @@ def flip_dice_disagreement_score(passes: torch.Tensor, threshold: float = 0.5) -
     Raises:
         ValueError: fewer than two passes.
     """
-    if passes.shape[0] < 2:
-        raise ValueError(f"need at least two passes to measure agreement, got {passes.shape[0]}.")
-    masks = torch.stack([mask_probability(p) for p in passes]).gt(threshold).flatten(2).double()  # (T, B, N)
+    masks = _pass_masks(passes).gt(threshold).flatten(2).double()  # (T, B, N)
     sizes = masks.sum(dim=2)  # (T, B)
     dices = []
     for i in range(masks.shape[0]):

@@ -11,12 +11,16 @@ import torch
 
 from condseg_monai.metrics import (
     SCORE_NAMES,
+    UNCERTAINTY_MAPS,
     binary_entropy,
     boundary_band,
     boundary_entropy_score,
+    check_uncertainty_map,
     flip_dice_disagreement_score,
+    flip_disagreement_map,
     flip_disagreement_score,
     mask_probability,
+    sid_uncertainty_map,
     sid_uncertainty_score,
     uncertainty_scores,
 )
@@ -97,6 +101,52 @@ def test_flip_disagreement_exact_and_zero_for_agreeing_passes() -> None:
     torch.testing.assert_close(flip_disagreement_score(passes), torch.tensor([0.5], dtype=D))
     with pytest.raises(ValueError, match="two passes"):
         flip_disagreement_score(passes[:1])
+
+
+def test_flip_disagreement_map_exact_values() -> None:
+    """Twice the population standard deviation over the passes, per pixel (float64, hand-computed)."""
+    # 4 passes of a 1 x 1 x 2 x 3 image; pixel by pixel the passes say:
+    values = [
+        [0.3, 0.3, 0.3, 0.3],  # all agree                      -> 0
+        [1.0, 1.0, 0.0, 0.0],  # an even split of confident passes -> 2 * 0.5 = 1
+        [1.0, 0.0, 0.0, 0.0],  # one against three              -> 2 * sqrt(3 / 16) = sqrt(3) / 2
+        [0.75, 0.25, 0.75, 0.25],  # +-0.25 around 0.5           -> 2 * 0.25 = 0.5
+        [0.0, 0.0, 0.0, 0.0],  # all agree on background        -> 0
+        [1.0, 1.0, 1.0, 1.0],  # all agree on foreground        -> 0
+    ]
+    passes = torch.tensor(values, dtype=D).T.reshape(4, 1, 1, 2, 3)
+    expected = torch.tensor([0.0, 1.0, math.sqrt(3) / 2, 0.5, 0.0, 0.0], dtype=D).reshape(1, 1, 2, 3)
+    disagreement = flip_disagreement_map(passes)
+    assert disagreement.shape == (1, 1, 2, 3) and disagreement.dtype == D
+    torch.testing.assert_close(disagreement, expected, rtol=0, atol=1e-15)
+    assert torch.equal(disagreement[..., 0, 0], torch.zeros(1, 1, dtype=D)), "agreeing passes give exactly 0"
+    # one computation: the per-image score is half the image mean of the map, bit for bit
+    assert torch.equal(flip_disagreement_score(passes), disagreement.flatten(1).mean(dim=1) / 2)
+
+
+def test_flip_disagreement_map_shapes_and_stacked_passes() -> None:
+    same = torch.rand(1, 2, 3, 5, 4, dtype=D).expand(4, -1, -1, -1, -1)  # (T, B, C, H, W), identical passes
+    assert torch.equal(flip_disagreement_map(same), torch.zeros(2, 3, 5, 4, dtype=D))
+    mask = torch.tensor([0.0, 1.0], dtype=D).reshape(2, 1, 1, 1, 1).expand(2, 2, 1, 3, 3)  # (T=2, B, C, H, W)
+    # ConDSeg's stacked passes (T, B, 4, C, H, W): the mask map is used, never the auxiliary maps
+    stacked = torch.stack([_stacked(m, torch.rand_like(m)) for m in mask])
+    assert stacked.shape == (2, 2, 4, 1, 3, 3)
+    assert torch.equal(flip_disagreement_map(stacked), torch.ones(2, 1, 3, 3, dtype=D))
+    assert torch.equal(flip_disagreement_map(stacked), flip_disagreement_map(mask))
+    with pytest.raises(ValueError, match="two passes"):
+        flip_disagreement_map(mask[:1])
+
+
+def test_sid_uncertainty_map_is_the_uncertainty_head_and_names_are_checked() -> None:
+    mask, unc = torch.rand(2, 1, 3, 3, dtype=D), torch.rand(2, 1, 3, 3, dtype=D)
+    assert torch.equal(sid_uncertainty_map(_stacked(mask, unc)), unc)
+    with pytest.raises(ValueError, match="stacked"):
+        sid_uncertainty_map(mask)
+    assert UNCERTAINTY_MAPS == ("flip_disagreement", "sid")
+    assert [check_uncertainty_map(n) for n in UNCERTAINTY_MAPS] == list(UNCERTAINTY_MAPS)
+    for bad in ("SID", "entropy", None, ["sid"]):
+        with pytest.raises(ValueError, match="uncertainty_map"):
+            check_uncertainty_map(bad)
 
 
 class _Symmetric(torch.nn.Module):
