@@ -1,7 +1,7 @@
 # Copyright (c) condseg-monai contributors
 # Licensed under the Apache License, Version 2.0
 """Inference tools used by the MONAI bundle (``bundle/configs``): the operating point, the inference transforms,
-input listing, video inference and the robustness runner.
+the inferer with the uncertainty map, input listing, video inference and the robustness runner.
 
 The other evaluation pieces live with their kind (``docs/architecture.md``, "Package map"): corruptions in
 :mod:`condseg_monai.transforms`, failure-tolerant loading in :mod:`condseg_monai.data`, per-image scores and
@@ -34,6 +34,7 @@ from condseg_monai.inference.transforms import (
     ToMONAIAxesd,
     output_stem,
 )
+from condseg_monai.inference.uncertainty import UncertaintyMapInferer, resolve_uncertainty_map
 from condseg_monai.inference.utils import (
     IMAGE_SUFFIXES,
     VIDEO_SUFFIXES,
@@ -74,6 +75,7 @@ __all__ = [
     "SplitConDSegOutputd",
     "TemporalFilter",
     "ToMONAIAxesd",
+    "UncertaintyMapInferer",
     "VIDEO_SUFFIXES",
     "VideoFrame",
     "VideoInferenceRunner",
@@ -92,6 +94,7 @@ __all__ = [
     "output_stem",
     "require_file",
     "resolve_operating_point",
+    "resolve_uncertainty_map",
     "robustness_conditions",
     "robustness_table",
     "run_robustness",

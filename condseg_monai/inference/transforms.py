@@ -50,15 +50,21 @@ def _source_file(img: Any, key: Hashable) -> str:
 
 
 class SplitConDSegOutputd(MapTransform):
-    """Split a stacked ConDSeg output ``(4, C, H, W)`` into the mask map and the SID uncertainty map.
+    """Split the inferer's output into the mask probability and the uncertainty map.
 
-    Eval-mode ConDSeg returns the mask only, ``(C, H, W)`` per image: then nothing happens. With
-    ``return_aux=True`` the network returns ``[mask, fg, bg, uncertainty]``; this keeps the mask map under
-    ``key`` and puts the uncertainty map (index 3) under ``uncertainty_key``. Both stay ``MetaTensor`` with the
-    input's metadata so that ``Invertd``/``SaveImaged`` can use them.
+    Three forms of ``d[key]`` (one image, after decollation):
+
+    - ``(C, H, W)``: a plain mask output (eval-mode ConDSeg, any other segmenter): nothing happens;
+    - ``{"pred": (C, H, W), "uncertainty": (C, H, W)}``: the output of
+      :class:`~condseg_monai.inference.UncertaintyMapInferer` with an uncertainty map: ``"pred"`` goes to ``key``
+      and ``"uncertainty"`` to ``uncertainty_key``;
+    - ``(4, C, H, W)``: ConDSeg's stacked ``[mask, fg, bg, uncertainty]`` (``return_aux=True`` with a plain
+      inferer): the mask map goes to ``key`` and the SID map (index 3) to ``uncertainty_key``.
+
+    The results are ``MetaTensor`` with the output's metadata so that ``Invertd``/``SaveImaged`` can use them.
 
     Args:
-        keys: key(s) of the network output (``"pred"``).
+        keys: key(s) of the inferer output (``"pred"``).
         uncertainty_key: where to put the uncertainty map; ``None`` drops it.
         allow_missing_keys: don't raise for missing keys.
     """
@@ -72,21 +78,30 @@ class SplitConDSegOutputd(MapTransform):
         super().__init__(keys, allow_missing_keys)
         self.uncertainty_key = uncertainty_key
 
+    @staticmethod
+    def _with_meta(img: Any, like: Any) -> MetaTensor:
+        meta = dict(like.meta) if isinstance(like, MetaTensor) else {}
+        ops = list(like.applied_operations) if isinstance(like, MetaTensor) else []
+        return MetaTensor(torch.as_tensor(img), meta=meta, applied_operations=ops)
+
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
         for key in self.key_iterator(d):
             out = d[key]
+            if isinstance(out, Mapping):  # UncertaintyMapInferer: {"pred": ..., "uncertainty": ...}
+                if set(out) != {"pred", "uncertainty"}:
+                    raise ValueError(f"'{key}' is a dict with keys {sorted(out)}: expected 'pred' and 'uncertainty'.")
+                d[key] = self._with_meta(out["pred"], out["pred"])
+                if self.uncertainty_key is not None:
+                    d[self.uncertainty_key] = self._with_meta(out["uncertainty"], out["uncertainty"])
+                continue
             if out.ndim != 4:  # (C, H, W): plain mask output
                 continue
             if out.shape[0] != len(ConDSegOutput):
                 raise ValueError(f"'{key}' has shape {tuple(out.shape)}: expected (4, C, H, W) or (C, H, W).")
-            meta = dict(out.meta) if isinstance(out, MetaTensor) else {}
-            ops = list(out.applied_operations) if isinstance(out, MetaTensor) else []
-            mask = torch.as_tensor(condseg_mask(out, batched=False))
-            d[key] = MetaTensor(mask, meta=meta, applied_operations=ops)
+            d[key] = self._with_meta(condseg_mask(out, batched=False), out)
             if self.uncertainty_key is not None:
-                unc = torch.as_tensor(out[ConDSegOutput.UNCERTAINTY])
-                d[self.uncertainty_key] = MetaTensor(unc, meta=dict(meta), applied_operations=list(ops))
+                d[self.uncertainty_key] = self._with_meta(out[ConDSegOutput.UNCERTAINTY], out)
         return d
 
 

@@ -42,6 +42,7 @@ from tqdm.auto import tqdm
 from condseg_monai.data.failures import FailureLog, failure_record
 from condseg_monai.files import atomic_open
 from condseg_monai.inference.transforms import ApplyOperatingPointd, output_stem
+from condseg_monai.inference.uncertainty import UncertaintyMapInferer
 from condseg_monai.inference.utils import load_model_weights
 from condseg_monai.metrics.detection import OperatingPoint
 from condseg_monai.networks.nets.condseg import condseg_mask
@@ -469,7 +470,8 @@ class VideoInferenceRunner:
 
     Args:
         network: the segmentation network (``(B, 3, S, S)`` -> logits ``(B, 1, S, S)`` or ``(B, 4, 1, S, S)``).
-        inferer: e.g. :class:`~condseg_monai.inferers.ConDSegInferer` (returns probabilities).
+        inferer: e.g. :class:`~condseg_monai.inferers.ConDSegInferer` (returns probabilities); an
+            :class:`~condseg_monai.inference.UncertaintyMapInferer` predicts without its map (``predict``).
         preprocessing: the image path's ``preprocessing`` (its file loaders are left out, see
             :func:`frame_transforms`), or any dict transform on ``{"image": (3, H, W) float in [0, 1]}`` giving
             ``(3, S, S)``.
@@ -637,9 +639,12 @@ class VideoInferenceRunner:
             probabilities ``(B, 1, S, S)`` on the CPU (the mask map when the network also returns the SID maps).
         """
         batch = torch.stack([self.prepare_frame(im) for im in images]).to(self.device)
+        # the uncertainty map is an image output (save_uncertainty does not apply to videos): predict without the
+        # extra flip passes of the map, so a video costs the same with or without it
+        infer = self.inferer.predict if isinstance(self.inferer, UncertaintyMapInferer) else self.inferer
         with torch.no_grad(), torch.autocast(device_type=self.device.type, enabled=self.amp):
-            prob = self.inferer(batch, self.network)
-        # a return_aux network (save_uncertainty) gives the stacked maps: keep the mask map
+            prob = infer(batch, self.network)
+        # a return_aux network (uncertainty_map "sid") gives the stacked maps: keep the mask map
         prob = condseg_mask(convert_to_tensor(prob, track_meta=False).float())
         return prob.cpu()
 

@@ -108,7 +108,7 @@ def test_nifti_input_gives_nifti_mask_with_the_same_affine(tmp_path: Path, draw,
 
 
 def test_single_image_with_tta_and_all_optional_outputs(tmp_path: Path, draw, small_ckpt: str) -> None:
-    """TTA also averages the auxiliary (uncertainty) map; every optional output has the input's size."""
+    """Every optional output (the flip disagreement map too) has the input's size."""
     image = draw.rgb(tmp_path / "case.png", draw.box(40, 72, 4, 20, 44, 68))
     _infer(
         input_path=str(image),
@@ -128,6 +128,99 @@ def test_single_image_with_tta_and_all_optional_outputs(tmp_path: Path, draw, sm
     prob = np.asarray(Image.open(out / "case_prob.png")).astype(float)
     mask = np.asarray(Image.open(out / "case_mask.png"))
     np.testing.assert_array_equal(mask > 0, prob > 128)  # mask = probability > 0.5 (up to 8-bit rounding)
+
+
+def _nifti_rgb(path: Path, seed: int, shape: tuple[int, int] = (32, 32)) -> Path:
+    """A random RGB NIfTI picture: NIfTI outputs are float32, so maps can be compared without 8-bit rounding."""
+    rgb = np.random.default_rng(seed).integers(0, 256, (*shape, 3), dtype=np.uint8)
+    nib.save(nib.Nifti1Image(rgb, np.eye(4)), path)
+    return path
+
+
+def _small_condseg(ckpt: str, return_aux: bool = False) -> torch.nn.Module:
+    from condseg_monai.networks import ConDSeg
+
+    net = ConDSeg(**SMALL, return_aux=return_aux)
+    net.load_state_dict(torch.load(ckpt, weights_only=True))
+    return net.eval()
+
+
+def _preprocessed(picture: Path, image_size: int) -> torch.Tensor:
+    """``(1, 3, S, S)``: the picture through the bundle's own preprocessing."""
+    parser = ConfigParser()
+    parser.read_config(INFERENCE)
+    parser["image_size"] = image_size
+    return torch.as_tensor(parser.get_parsed_content("preprocessing")({"image": str(picture)})["image"])[None]
+
+
+def _nifti(path: Path) -> np.ndarray:
+    return np.asarray(nib.load(path).dataobj)
+
+
+@pytest.mark.parametrize("tta", [False, True])
+def test_save_uncertainty_writes_the_flip_disagreement_map_and_keeps_the_mask(
+    tmp_path: Path, small_ckpt: str, tta: bool
+) -> None:
+    """The default map is 2 x the per-pixel std of the 4 flip passes (run even without tta); the mask is unchanged."""
+    from condseg_monai.inferers import ConDSegInferer
+    from condseg_monai.metrics import flip_disagreement_map
+
+    picture = _nifti_rgb(tmp_path / "case.nii.gz", seed=1)
+    size = 32  # the picture's own size: Resized and its inverse are no-ops, so the written map is the model's
+    settings = {"input_path": str(picture), "ckpt_path": small_ckpt, "image_size": size, "tta": tta, **SMALL}
+    _infer(output_dir=str(tmp_path / "plain"), save_probability=True, **settings)
+    _infer(output_dir=str(tmp_path / "unc"), save_probability=True, save_uncertainty=True, **settings)
+
+    # the mask and the probability are bit for bit what they are without the map
+    for suffix in ("mask", "prob"):
+        np.testing.assert_array_equal(
+            _nifti(tmp_path / "unc" / f"case_{suffix}.nii.gz"), _nifti(tmp_path / "plain" / f"case_{suffix}.nii.gz")
+        )
+    assert not (tmp_path / "plain" / "case_uncertainty.nii.gz").exists()
+    written = _nifti(tmp_path / "unc" / "case_uncertainty.nii.gz")
+
+    # the map of the four flip passes, computed directly
+    with torch.no_grad():
+        passes = ConDSegInferer(tta=True).flip_passes(_preprocessed(picture, size), _small_condseg(small_ckpt))
+    expected = flip_disagreement_map(passes)[0, 0].numpy()
+    assert written.shape == expected.shape == (32, 32) and written.dtype == np.float32
+    np.testing.assert_array_equal(written, expected)
+    assert expected.max() > 0, "an untrained ConDSeg is not flip-equivariant: the map must not be blank"
+    prob = _nifti(tmp_path / "plain" / "case_prob.nii.gz")
+    np.testing.assert_array_equal(prob, (passes.mean(0) if tta else passes[0])[0, 0].numpy())
+
+
+def test_uncertainty_map_sid_writes_the_sid_head(tmp_path: Path, small_ckpt: str) -> None:
+    """``uncertainty_map sid`` keeps the former output: sigmoid of ConDSeg's SID head, with the same mask."""
+    picture = _nifti_rgb(tmp_path / "case.nii.gz", seed=2)
+    settings = {"input_path": str(picture), "ckpt_path": small_ckpt, "image_size": 32, **SMALL}
+    _infer(output_dir=str(tmp_path / "plain"), **settings)
+    _infer(output_dir=str(tmp_path / "sid"), save_uncertainty=True, uncertainty_map="sid", **settings)
+    with torch.no_grad():
+        stacked = torch.sigmoid(_small_condseg(small_ckpt, return_aux=True)(_preprocessed(picture, 32)))
+    written = _nifti(tmp_path / "sid" / "case_uncertainty.nii.gz")
+    np.testing.assert_array_equal(written, stacked[0, 3, 0].numpy())
+    np.testing.assert_array_equal(
+        _nifti(tmp_path / "sid" / "case_mask.nii.gz"), _nifti(tmp_path / "plain" / "case_mask.nii.gz")
+    )
+
+
+@pytest.mark.parametrize("save_uncertainty", [True, False])
+def test_bad_uncertainty_map_names_the_setting(tmp_path: Path, draw, small_ckpt: str, save_uncertainty: bool) -> None:
+    image = draw.rgb(tmp_path / "a.png", draw.box(32, 32, 0, 8, 0, 8))
+    with pytest.raises(Exception) as info:
+        _infer(
+            input_path=str(image),
+            output_dir=str(tmp_path / "o"),
+            ckpt_path=small_ckpt,
+            image_size=32,
+            save_uncertainty=save_uncertainty,
+            uncertainty_map="entropy",
+            **SMALL,
+        )
+    cause = _root_cause(info.value)
+    assert isinstance(cause, ValueError) and "uncertainty_map" in str(cause) and "'entropy'" in str(cause)
+    assert not (tmp_path / "o" / "a_mask.png").exists()
 
 
 def test_clear_errors_for_missing_checkpoint_and_inputs(tmp_path: Path, draw) -> None:

@@ -84,8 +84,12 @@ def test_inference_config_has_the_keys_monai_label_reads() -> None:
     parser.read_config(str(CONFIGS / "inference.json"))
     for key in ("bundle_root", "device", "network_def", "preprocessing", "postprocessing", "inferer", "output_dir"):
         assert key in parser, key
-    assert parser["network_def"]["return_aux"] == "@save_uncertainty"
-    assert parser["save_uncertainty"] is False, "the default eval network must return one tensor"
+    assert parser["save_uncertainty"] is False and parser["uncertainty_map"] == "flip_disagreement"
+    assert parser.get_parsed_content("network_def#return_aux") is False, "the default eval network returns one tensor"
+    # only the SID map needs ConDSeg's auxiliary head; the flip disagreement map needs the mask alone
+    for uncertainty_map, return_aux in (("flip_disagreement", False), ("sid", True)):
+        parser.update({"save_uncertainty": True, "uncertainty_map": uncertainty_map})
+        assert parser.get_parsed_content("network_def#return_aux", lazy=False) is return_aux, uncertainty_map
     assert isinstance(parser.get_parsed_content("device"), str)
     assert parser["inference"] == parser["run"], "`run inference` must exist"
 

@@ -39,6 +39,20 @@ def test_split_stacked_output_and_passthrough() -> None:
         SplitConDSegOutputd(keys="pred")({"pred": torch.zeros(3, 1, 2, 2)})
 
 
+def test_split_the_uncertainty_inferer_dict() -> None:
+    """``UncertaintyMapInferer``'s ``{"pred", "uncertainty"}`` (one image after decollation) becomes two keys."""
+    meta = {"filename_or_obj": "a"}
+    out = {"pred": MetaTensor(torch.zeros(1, 2, 3), meta=meta)}
+    out["uncertainty"] = MetaTensor(torch.ones(1, 2, 3), meta=meta)
+    d = SplitConDSegOutputd(keys="pred", uncertainty_key="uncertainty")({"pred": out})
+    assert torch.equal(d["pred"], torch.zeros(1, 2, 3)) and torch.equal(d["uncertainty"], torch.ones(1, 2, 3))
+    assert all(isinstance(d[k], MetaTensor) and d[k].meta["filename_or_obj"] == "a" for k in ("pred", "uncertainty"))
+    d = SplitConDSegOutputd(keys="pred", uncertainty_key=None)({"pred": out})
+    assert torch.equal(d["pred"], torch.zeros(1, 2, 3)) and "uncertainty" not in d
+    with pytest.raises(ValueError, match="'pred' and 'uncertainty'"):
+        SplitConDSegOutputd(keys="pred")({"pred": {"mask": torch.zeros(1, 2, 3)}})
+
+
 def test_save_mask_png_keeps_size_and_orientation(tmp_path: Path) -> None:
     mask = _nonsquare_mask()
     pred = MetaTensor(torch.from_numpy(mask)[None], meta={"filename_or_obj": str(tmp_path / "in" / "case.jpg")})

@@ -30,6 +30,7 @@ from condseg_monai.data import InputFailuresError
 from condseg_monai.inference import (
     FRAME_COLUMNS,
     TemporalFilter,
+    UncertaintyMapInferer,
     VideoInferenceRunner,
     alarm_runs,
     iter_video_frames,
@@ -434,6 +435,32 @@ def test_runner_rejects_bad_fps_and_uses_it_when_the_input_has_none(tmp_path: Pa
     with pytest.raises(ValueError, match="`video_fps`"):
         VideoInferenceRunner(**common, video_fps=float("nan"))
     assert VideoInferenceRunner(**common, video_fps=12.5).default_fps == 12.5
+
+
+@pytest.mark.parametrize("uncertainty_map", ["flip_disagreement", "sid"])
+def test_video_frames_skip_the_uncertainty_map(tmp_path: Path, uncertainty_map: str) -> None:
+    """``save_uncertainty`` is an image output: a frame batch costs one forward pass, and gets the mask map."""
+
+    class _Counting(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.calls = 0
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            self.calls += 1
+            mask = x[:, :1] * 20 - 10
+            return torch.stack([mask, -mask, mask, mask], dim=1) if uncertainty_map == "sid" else mask
+
+    net = _Counting()
+    inferer = UncertaintyMapInferer(tta=False, uncertainty_map=uncertainty_map)
+    runner = VideoInferenceRunner(
+        network=net, inferer=inferer, preprocessing=lambda d: d, operating_point=OperatingPoint(), output_dir=tmp_path
+    )
+    frames = [np.full((4, 4, 3), v, np.uint8) for v in (0, 255)]
+    prob = runner.infer_frames(frames)
+    assert net.calls == 1, "no flip passes for a map that videos do not write"
+    assert prob.shape == (2, 1, 4, 4)
+    torch.testing.assert_close(prob[:, 0, 0, 0], torch.sigmoid(torch.tensor([-10.0, 10.0])))
 
 
 def test_frame_transforms_drop_the_file_loader_by_type() -> None:

@@ -3,7 +3,7 @@
 """Tests of the MONAI Label uncertainty-entry generator (``condseg_monai.apps.monailabel.uncertainty_bundle``).
 
 No MONAI Label needed: the generated ``inference.json`` is run here the way ``BundleInferTask`` runs it
-(preprocessing -> inferer on ``image[None]`` -> postprocessing) with a small ConDSeg.
+(preprocessing -> inferer on ``image[None]``, a dict output decollated -> postprocessing) with a small ConDSeg.
 """
 
 from __future__ import annotations
@@ -17,15 +17,18 @@ import numpy as np
 import pytest
 import torch
 from monai.bundle import ConfigParser
+from monai.data import decollate_batch
 from PIL import Image
 
 from condseg_monai.apps.monailabel.uncertainty_bundle import main, make_uncertainty_bundle, uncertainty_inference_config
+from condseg_monai.inferers import ConDSegInferer
+from condseg_monai.metrics import flip_disagreement_map
 from condseg_monai.networks import ConDSeg
 
 REPO = Path(__file__).resolve().parents[2]
 BUNDLE = REPO / "bundle"
 SMALL = {"feature_size": 16, "num_heads": 2}
-PATCHED_SETTINGS = {"save_uncertainty", "label_output", "threshold"}
+PATCHED_SETTINGS = {"save_uncertainty", "uncertainty_map", "label_output", "threshold"}
 
 
 def _load(path: Path) -> dict:
@@ -46,7 +49,8 @@ def test_generated_configs_are_derived_from_the_bundle(source: Path) -> None:
     out = make_uncertainty_bundle(source, source.parent / "unc")
     main_inf, inf = _load(source / "configs" / "inference.json"), _load(out / "configs" / "inference.json")
     assert inf["save_uncertainty"] is True and inf["label_output"] == "uncertainty" and inf["threshold"] == 0.5
-    # one source of truth: everything but the three settings is the main bundle's config
+    assert inf["uncertainty_map"] == "flip_disagreement", "the default entry serves the flip disagreement map"
+    # one source of truth: everything but the four settings is the main bundle's config
     assert {k: v for k, v in inf.items() if k not in PATCHED_SETTINGS} == {
         k: v for k, v in main_inf.items() if k not in PATCHED_SETTINGS
     }
@@ -55,13 +59,15 @@ def test_generated_configs_are_derived_from_the_bundle(source: Path) -> None:
     main_meta = _load(source / "configs" / "metadata.json")
     assert meta["network_data_format"]["inputs"] == main_meta["network_data_format"]["inputs"]
     assert meta["monai_version"] == main_meta["monai_version"] and meta["name"] != main_meta["name"]
+    assert "flip disagreement" in meta["name"] and "M_uc" not in meta["pred_classes"]
     # no trainer: MONAI Label creates a BundleTrainTask only where configs/train.json exists
     assert not (out / "configs" / "train.json").exists() and (out / "configs" / "logging.conf").is_file()
 
     parser = ConfigParser()
     parser.read_config(str(out / "configs" / "inference.json"))
     parser.read_meta(str(out / "configs" / "metadata.json"))
-    assert parser.get_parsed_content("network_def#return_aux") is True, "the network must return the aux maps"
+    assert parser.get_parsed_content("network_def#return_aux") is False, "the flip map needs the mask alone"
+    assert parser.get_parsed_content("inferer").uncertainty_map == "flip_disagreement"
     names = [type(t).__name__ for t in parser.get_parsed_content("postprocessing").transforms]
     assert names[2:4] == ["DeleteItemsd", "CopyItemsd"], f"uncertainty must replace pred after Invertd: {names}"
 
@@ -104,6 +110,10 @@ def test_bad_arguments(source: Path, tmp_path: Path) -> None:
         uncertainty_inference_config(_load(source / "configs" / "inference.json"), threshold=True)
     with pytest.raises(ValueError, match="label_output"):
         uncertainty_inference_config({"threshold": 0.5, "save_uncertainty": False})
+    with pytest.raises(ValueError, match="uncertainty_map"):  # a bundle older than the setting
+        uncertainty_inference_config({"threshold": 0.5, "save_uncertainty": False, "label_output": "pred"})
+    with pytest.raises(ValueError, match="uncertainty_map"):
+        make_uncertainty_bundle(source, tmp_path / "unc", uncertainty_map="entropy")
     with pytest.raises(SystemExit):
         main(["--bundle", str(tmp_path / "nowhere"), "--out", str(tmp_path / "unc")])
 
@@ -113,39 +123,43 @@ def test_cli_writes_the_folder(source: Path, capsys: pytest.CaptureFixture) -> N
     assert main(["--bundle", str(source), "--out", str(out), "--threshold", "0.3"]) == 0
     assert capsys.readouterr().out.strip() == str(out)
     assert _load(out / "configs" / "inference.json")["threshold"] == 0.3
+    assert main(["--bundle", str(source), "--out", str(out), "--map", "sid"]) == 0
+    assert _load(out / "configs" / "inference.json")["uncertainty_map"] == "sid"
+    assert "M_uc" in _load(out / "configs" / "metadata.json")["pred_classes"]
 
 
-def test_generated_pipeline_thresholds_sigmoid_of_the_uncertainty_channel(source: Path, tmp_path: Path) -> None:
-    """Run the generated inference.json as MONAI Label does; ``pred`` must be ``sigmoid(channel 3) > threshold``."""
-    size = 32
+def _random_picture(path: Path, size: int) -> tuple[Path, torch.Tensor]:
+    """A random RGB PNG and its ``(3, H, W)`` float tensor (what the 32x32 preprocessing gives: no resizing)."""
     rng = np.random.default_rng(0)
-    picture = tmp_path / "frame.png"
-    Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(picture)
+    Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(path)
+    return path, torch.from_numpy(np.asarray(Image.open(path), np.float32) / 255.0).permute(2, 0, 1)
 
-    torch.manual_seed(0)
-    reference = ConDSeg(**SMALL, return_aux=True).eval()
-    image = torch.from_numpy(np.asarray(Image.open(picture), np.float32) / 255.0).permute(2, 0, 1)  # (3, H, W)
-    with torch.no_grad():
-        unc = torch.sigmoid(reference(image[None])[0, ConDSeg.UNCERTAINTY, 0]).numpy()  # (H, W)
-    # a threshold halfway between two neighbouring values near the median: both labels occur and no value ties
-    values = np.unique(unc)
-    threshold = float((values[len(values) // 2 - 1] + values[len(values) // 2]) / 2)
-    expected = (unc > threshold).astype(np.uint8)
-    assert 0 < expected.sum() < expected.size
 
-    out = make_uncertainty_bundle(source, source.parent / "unc", threshold=threshold)
+def _threshold_between_values(values: np.ndarray) -> float:
+    """A threshold halfway between two neighbouring distinct values near the median: both labels occur, no tie."""
+    distinct = np.unique(values)
+    assert len(distinct) > 2, "the map must not be constant"
+    return float((distinct[len(distinct) // 2 - 1] + distinct[len(distinct) // 2]) / 2)
+
+
+def _run_like_monai_label(out: Path, picture: Path, image: torch.Tensor, reference: ConDSeg, tmp_path: Path) -> dict:
+    """Run a generated ``inference.json`` as ``BundleInferTask`` does: preprocessing, inferer, postprocessing."""
     parser = ConfigParser()
     parser.read_config(str(out / "configs" / "inference.json"))
-    parser.update({**SMALL, "image_size": size, "device": "cpu", "output_dir": str(tmp_path / "eval")})
+    parser.update({**SMALL, "image_size": image.shape[-1], "device": "cpu", "output_dir": str(tmp_path / "eval")})
     net = parser.get_parsed_content("network_def")
     net.load_state_dict(reference.state_dict())
     net.eval()
     data = parser.get_parsed_content("preprocessing")({"image": str(picture)})
-    assert torch.allclose(torch.as_tensor(data["image"]), image, atol=1e-6), "preprocessing changed the 32x32 image"
+    assert torch.allclose(torch.as_tensor(data["image"]), image, atol=1e-6), "preprocessing changed the image"
     with torch.no_grad():
-        data["pred"] = parser.get_parsed_content("inferer")(data["image"][None], net)[0]
-    data = parser.get_parsed_content("postprocessing")(data)
+        outputs = parser.get_parsed_content("inferer")(data["image"][None], net)
+    # BasicInferTask.run_inferer: a dict output is decollated and its first item becomes data["pred"]
+    data["pred"] = decollate_batch(outputs)[0] if isinstance(outputs, dict) else outputs[0]
+    return parser.get_parsed_content("postprocessing")(data)
 
+
+def _check_served(data: dict, expected: np.ndarray, tmp_path: Path) -> None:
     pred = np.asarray(data["pred"])
     assert pred.ndim == 2 and pred.dtype == np.uint8 and set(np.unique(pred).tolist()) == {0, 1}
     # MONAI Label gets the map in MONAI's (W, H) axis order (ToMONAIAxesd), the CLI writer in the picture's (H, W)
@@ -153,3 +167,29 @@ def test_generated_pipeline_thresholds_sigmoid_of_the_uncertainty_channel(source
     written = np.asarray(Image.open(tmp_path / "eval" / "frame_uncertain.png"))
     np.testing.assert_array_equal(written, expected * 255)
     assert (tmp_path / "eval" / "frame_uncertainty.png").is_file()
+
+
+def test_generated_pipeline_thresholds_the_flip_disagreement_map(source: Path, tmp_path: Path) -> None:
+    """The default entry serves ``flip_disagreement_map(4 flip passes) > threshold``, computed here directly."""
+    picture, image = _random_picture(tmp_path / "frame.png", 32)
+    torch.manual_seed(0)
+    reference = ConDSeg(**SMALL).eval()
+    with torch.no_grad():
+        passes = ConDSegInferer(tta=True).flip_passes(image[None], reference)
+    disagreement = flip_disagreement_map(passes)[0, 0].numpy()  # (H, W)
+    threshold = _threshold_between_values(disagreement)
+    out = make_uncertainty_bundle(source, source.parent / "unc", threshold=threshold)
+    _check_served(_run_like_monai_label(out, picture, image, reference, tmp_path), disagreement > threshold, tmp_path)
+
+
+def test_generated_pipeline_thresholds_sigmoid_of_the_sid_channel(source: Path, tmp_path: Path) -> None:
+    """With ``uncertainty_map="sid"``, ``pred`` is ``sigmoid(channel 3) > threshold`` (ConDSeg's SID head)."""
+    picture, image = _random_picture(tmp_path / "frame.png", 32)
+    torch.manual_seed(0)
+    reference = ConDSeg(**SMALL, return_aux=True).eval()
+    with torch.no_grad():
+        unc = torch.sigmoid(reference(image[None])[0, ConDSeg.UNCERTAINTY, 0]).numpy()  # (H, W)
+    threshold = _threshold_between_values(unc)
+    out = make_uncertainty_bundle(source, source.parent / "unc", threshold=threshold, uncertainty_map="sid")
+    assert "SID" in _load(out / "configs" / "metadata.json")["name"]
+    _check_served(_run_like_monai_label(out, picture, image, reference, tmp_path), unc > threshold, tmp_path)
