@@ -8,7 +8,7 @@ Run it with the python of the MONAI Label environment (built by ``tests/monailab
 
 It lays out the ``monaibundle`` sample app in a temporary folder, copies the bundle into
 ``<app>/model/<name>`` (the repository's ``bundle/`` is never written to: training overwrites the copy's
-``models/model.pt``), generates the SID uncertainty entry ``<app>/model/polyp_condseg_uncertainty`` from that copy
+``models/model.pt``), generates the uncertainty entry ``<app>/model/polyp_condseg_uncertainty`` from that copy
 with ``python -m condseg_monai.apps.monailabel.uncertainty_bundle`` (its ``models/model.pt`` is a relative symlink to
 the segmentation weights), prepares a studies folder with real RGB images (``../shared/data/isic-sample`` when
 present, generated PNGs otherwise), starts ``monailabel start_server`` on 127.0.0.1 in its own process group
@@ -773,7 +773,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--uncertainty-name",
         default=DEFAULT_UNCERTAINTY_NAME,
-        help=f"model name of the generated SID uncertainty entry (default: {DEFAULT_UNCERTAINTY_NAME})",
+        help=f"model name of the generated uncertainty entry (default: {DEFAULT_UNCERTAINTY_NAME})",
     )
     p.add_argument("--no-uncertainty", action="store_true", help="do not generate and check the uncertainty entry")
     p.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE", help="extra --conf for the server")

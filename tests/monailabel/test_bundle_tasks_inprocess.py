@@ -4,7 +4,7 @@
 
 Builds MONAI Label's own ``BundleInferTask`` / ``BundleTrainTask`` on a copy of the bundle and checks what the
 ``monaibundle`` app would serve: labels ``{"polyp": 1}``, a 2D model, a uint8 {0, 1} PNG mask of the input size,
-and a one-epoch fine-tune that rewrites ``models/model.pt``. The SID uncertainty entry generated from the bundle
+and a one-epoch fine-tune that rewrites ``models/model.pt``. The uncertainty entry generated from the bundle
 (``condseg_monai.apps.monailabel.uncertainty_bundle``) is checked the same way: label ``{"uncertain": 1}``, a uint8
 {0, 1} PNG of the input size, and no trainer. Needs the MONAI Label environment
 (``make label-test`` / ``.label-venv/bin/python -m pytest tests/monailabel``); skipped where ``monailabel`` is

@@ -128,7 +128,7 @@ class UncertaintyScoring(ScoringMethod):
     """Score every unlabeled image with the bundle's network and store the score in the datastore.
 
     For each image of ``datastore.get_unlabeled_images()`` it runs the bundle's ``preprocessing`` and
-    ``network_def`` (with ``save_uncertainty: true``, so a ConDSeg network returns its stacked output), one pass
+    ``network_def`` (with ``return_aux: true``, so a ConDSeg network returns its stacked output), one pass
     per flip, and stores :func:`~condseg_monai.metrics.score_images` (the uncertainty scores of
     :func:`~condseg_monai.metrics.uncertainty_scores.uncertainty_scores` and the frame decision) as::
 
