@@ -13,7 +13,7 @@ help:
 	@echo "make bench  - speed / memory: ConDSeg against MONAI baselines (bench/compare.py, ~9 min; tables in docs/benchmarks.md)"
 	@echo "make bench-accuracy - fixed-budget accuracy through the bundle: ConDSeg against MONAI baselines on Kvasir-SEG (bench/accuracy.py, hours on 2 CPU cores)"
 	@echo "make bench-label-efficiency - 10 / 25 % labels through the bundle: supervised, semi-supervised, control, all labels; ConDSeg and BasicUNet, 3 seeds (bench/label_efficiency.py, a GPU or a day of CPU)"
-	@echo "make bench-active-learning - uncertainty vs random annotation rounds through the bundle, failure detection of the scores (bench/active_learning.py, hours on 1 thread)"
+	@echo "make bench-active-learning - random, foreground-aware random, uncertainty and diverse annotation rounds through the bundle, polyp-free frames in the pool, failure detection of the scores (bench/active_learning.py, ~2 h on 1 thread per seed)"
 	@echo "make bench-colonoscopy - per-frame sensitivity / specificity on CVC-ClinicDB and polyp-free frames, negatives, temporal filter (bench/colonoscopy.py, hours on 2 CPU cores)"
 	@echo "make bench-video - frames per second of video inference at 128 and 256 px (bench/video_throughput.py)"
 	@echo "make label-test - MONAI Label 0.8.5 contract test against a real server (own env, ~5 min cold build)"
@@ -70,7 +70,9 @@ CROSS_ARG := $(if $(strip $(CROSS)),--cross $(CROSS))
 # The annotation loop of docs/benchmarks.md: random and uncertainty arms from one initial model per seed.
 AL_DIR ?= runs/active_learning
 bench-active-learning: venv
-	$(PY) bench/active_learning.py --data $(KVASIR) --out $(AL_DIR)/kvasir64 --size 64 --threads 1 --seeds 0 1 2
+	$(PY) bench/active_learning.py --data $(KVASIR) --out $(AL_DIR)/kvasir64 --size 64 --presize --threads 1 \
+		--seeds 0 1 2 --pool-size 100 --feature-size 32 \
+		$(if $(wildcard $(POLYP_FREE)/images),--negatives $(POLYP_FREE) --negatives-count 100)
 
 ACCURACY_DIR ?= runs/accuracy/kvasir128
 bench-accuracy: venv

@@ -76,6 +76,7 @@ __all__ = [
     "auroc",
     "failure_detection",
     "main",
+    "merge",
     "pool_subset",
     "random_order",
     "rank",
@@ -282,23 +283,30 @@ def summarise(runs: Sequence[Mapping[str, Any]], settings: Mapping[str, Any], co
         "",
         f"Labeled set: {settings['initial']} initial images (`keep_labeled`, label seed {settings['label_seed']}), "
         f"+{settings['per_round']} per round for {settings['rounds']} rounds. Candidate pool: a seeded random subset "
-        f"of {settings['pool_size'] or 'all'} of the unlabeled training images (`--pool-size`; 0 = all), the same "
-        "for both arms, to keep the scoring affordable. The uncertainty arm labels the highest "
-        f"`{settings['score']}` images of the pool under its previous model, the random arm the next images of a "
-        f"seeded permutation of the pool. Initial model: ConDSeg, the bundle's two stages ({settings['stage1_steps']} "
-        f"+ {settings['initial_steps']} iterations), shared by both arms; each round fine-tunes the arm's previous "
+        f"of {settings['pool_size'] or 'all'} of the unlabeled training images (`--pool-size`; 0 = all) plus "
+        f"{settings.get('negatives_count', 0) if settings.get('negatives') else 0} polyp-free frames "
+        "(`--negatives`), the same for every arm. Arms: `random` (a seeded permutation of the pool), "
+        "`foreground_random` (that permutation restricted to the images the previous model finds a polyp in), "
+        f"`uncertainty` (the highest `{settings['score']}`), `diverse` (the MONAI Label strategy "
+        "`diverse_uncertainty`'s selection on the encoder embeddings, weighted by the same score). Initial model: "
+        f"ConDSeg (feature size {settings['feature_size']}), the bundle's two stages ({settings['stage1_steps']} + "
+        f"{settings['initial_steps']} iterations), shared by every arm; each round fine-tunes the arm's previous "
         f"model for {settings['round_steps']} iterations by the bundle's fine-tuning workflow (the same seed for "
-        "both arms; every model selected on validation by the bundle). mIoU / mDSC: the bundle's evaluation on the "
-        "test split. Values: mean ± sample std over seeds, in %.",
+        "every arm; every model selected on validation by the bundle). mIoU / mDSC: the bundle's evaluation on the "
+        "test split; false alarms: the share of held-out polyp-free frames (`--heldout-negatives`, never in the "
+        "pool) on which the model marks a polyp (initial and final models). Values: mean ± sample std over seeds, "
+        "in %.",
         "",
-        "| arm | round | labeled | polyp-free labeled | seeds | mIoU | mDSC |",
-        "|---|---|---|---|---|---|---|",
+        "| arm | round | labeled | polyp-free labeled | seeds | mIoU | mDSC | held-out polyp-free: false alarms |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     models = _models(runs)
     for arm, rnd, rs in models:
         iou, dice = (harness.mean_std([r["test"][m] for r in rs]) for m in ("iou", "dice"))
         neg = harness.mean_std([float(r.get("labeled_negatives", 0)) for r in rs], scale=1.0, digits=1)
-        lines.append(f"| {arm} | {rnd} | {rs[0]['labeled']} | {neg} | {len(rs)} | {iou} | {dice} |")
+        spec = [r["heldout_negatives"]["specificity"] for r in rs if r.get("heldout_negatives")]
+        alarms = harness.mean_std([1.0 - v for v in spec if v is not None])
+        lines.append(f"| {arm} | {rnd} | {rs[0]['labeled']} | {neg} | {len(rs)} | {iou} | {dice} | {alarms} |")
     names = [n for n in SCORE_NAMES if any(n in r["failure"]["stats"] for _, _, rs in models for r in rs)]
     lines += [
         "",
@@ -359,8 +367,61 @@ def _measure(
     return out
 
 
+def merge(folders: Sequence[Path], out: Path) -> Path:
+    """One ``results.json`` / ``results.md`` in ``out`` from runs of the same settings in several ``--out`` folders
+    (e.g. one process per seed, run side by side); the settings may differ only in ``out`` (and in paths inside
+    it, such as the ``--presize`` copies).
+
+    Raises:
+        ValueError: a folder without results, other settings, or the same seed twice.
+    """
+    runs: list[dict[str, Any]] = []
+    settings: dict[str, Any] | None = None
+    seeds: set[int] = set()
+    for folder in folders:
+        path = Path(folder) / "results.json"
+        if not path.is_file():
+            raise ValueError(f"'{path}' does not exist.")
+        saved = json.loads(path.read_text())
+        own = str(saved["settings"]["out"])
+        # paths inside a folder's own --out (the --presize copies) are the same setting in every folder
+        these = {
+            k: f"<out>{v[len(own) :]}" if isinstance(v, str) and v.startswith(own) else v
+            for k, v in saved["settings"].items()
+            if k != "out"
+        }
+        if settings is not None and these != settings:
+            diff = sorted(k for k in these.keys() | settings.keys() if these.get(k) != settings.get(k))
+            raise ValueError(f"'{path}' has other settings than the first folder: {diff}")
+        settings = these
+        found = {r["seed"] for r in saved["runs"]}
+        if found & seeds:
+            raise ValueError(f"'{path}' repeats the seeds {sorted(found & seeds)}.")
+        seeds |= found
+        runs += saved["runs"]
+    if settings is None:
+        raise ValueError("no folder to merge.")
+    out.mkdir(parents=True, exist_ok=True)
+    command = "python bench/active_learning.py merge " + shlex.join([*map(str, folders), "--out", str(out)])
+    merged = {**settings, "out": str(out), "merged_from": [str(f) for f in folders]}
+    record = {"settings": merged, "environment": harness.environment(), "runs": runs}
+    harness.write_results(record, out / "results.json")
+    (out / "results.md").write_text(summarise(runs, merged, command) + "\n")
+    return out / "results.md"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["merge"]:  # python bench/active_learning.py merge DIR [DIR ...] --out OUT
+        merger = argparse.ArgumentParser(prog="active_learning.py merge", description=merge.__doc__.split("\n")[0])
+        merger.add_argument("folders", type=Path, nargs="+")
+        merger.add_argument("--out", type=Path, required=True)
+        margs = merger.parse_args(argv[1:])
+        try:
+            print(merge(margs.folders, margs.out).read_text(), flush=True)
+        except ValueError as e:
+            merger.error(str(e))
+        return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     harness.add_data_arguments(parser, "results.json, results.md, the bundle runs")
     parser.add_argument("--test-count", type=int, default=80, help="--data: test images (the reported set)")
@@ -381,6 +442,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--negatives", type=Path, help="polyp-free frames (images/ + masks/) added to the pool, as a datastore has them"
     )
     parser.add_argument("--negatives-count", type=int, default=200, help="--negatives: how many (seeded; 0: all)")
+    parser.add_argument(
+        "--heldout-negatives",
+        type=int,
+        default=200,
+        help="--negatives: other polyp-free frames, never in the pool, on which the initial and the final models' "
+        "false alarms are measured",
+    )
     parser.add_argument(
         "--presize", action="store_true", help="resize every folder once to --size first (harness.presized_folder)"
     )
@@ -425,12 +493,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     full = json.loads(Path(datalist).read_text())
     n_train = len(full["training"])
     negatives: list[int] = []  # training indices of the polyp-free frames (empty masks) in the pool
+    heldout_list: Path | None = None
     if args.negatives is not None:
         entries = json.loads(harness.folder_datalist(args.negatives, args.out, "negatives").read_text())["test"]
+        heldout_entries: list[dict[str, Any]] = []
         if args.negatives_count and args.negatives_count < len(entries):
-            entries = random.Random(f"negatives-{args.label_seed}").sample(entries, args.negatives_count)
+            in_pool = random.Random(f"negatives-{args.label_seed}").sample(entries, args.negatives_count)
+            rest = [e for e in entries if e not in in_pool]
+            heldout_entries = random.Random(f"heldout-{args.label_seed}").sample(
+                rest, min(args.heldout_negatives, len(rest))
+            )
+            entries = in_pool
         negatives = list(range(n_train, n_train + len(entries)))
         full["training"] = full["training"] + entries
+        if heldout_entries:  # polyp-free frames no arm can label: the false alarms of the models
+            heldout_list = args.out / "heldout_negatives.json"
+            heldout_list.write_text(json.dumps({"name": "heldout_negatives", "test": heldout_entries}, indent=1))
     if args.initial >= n_train:
         parser.error(f"--initial ({args.initial}) must be below the {n_train} training images.")
     kept = {e.image for e in keep_labeled(read_datalist(datalist), count=args.initial, seed=args.label_seed).training}
@@ -441,7 +519,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if len(pool) < args.rounds * args.per_round:
         parser.error(f"the pool ({len(pool)}) is smaller than --rounds x --per-round ({args.rounds * args.per_round}).")
 
-    ignore = ("seeds", "arms", "threads")
+    ignore = ("seeds", "arms", "threads", "heldout_negatives")
     settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k not in ignore}
     results_path = args.out / "results.json"
     saved = json.loads(results_path.read_text()) if results_path.is_file() else {}
@@ -536,6 +614,21 @@ def main(argv: Sequence[str] | None = None) -> int:
                 record["labeled_negatives"] = sum(i in set(negatives) for i in ids)
                 record |= _measure(trained["best"], subset, round_dir, test, args)
                 runs.append(record)
+                store()
+    if heldout_list is not None:  # the initial and the final models (also of runs made before this option)
+        for r in runs:
+            if r["arm"] in ("initial", *args.arms) and r["round"] in (0, args.rounds) and "heldout_negatives" not in r:
+                model = Path(r["model"])
+                run_dir = model.parents[1]
+                evaluation = harness.evaluate(
+                    model,
+                    heldout_list,
+                    "test",
+                    run_dir / "eval_heldout_negatives",
+                    args.size,
+                    overrides={"feature_size": args.feature_size},
+                )
+                r["heldout_negatives"] = harness.read_detection(evaluation)
                 store()
     store()
     print((args.out / "results.md").read_text(), flush=True)

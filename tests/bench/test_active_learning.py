@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import active_learning as al
@@ -140,6 +141,14 @@ def test_tiny_run_has_every_arm_and_resumes(tmp_path: Path, monkeypatch: pytest.
             assert len(subset["training"]) == r["labeled"]
     for r in runs[1:]:
         assert r["labeled_negatives"] == sum(i in negative_ids for i in r["labeled_ids"])
+    # the third polyp-free frame is held out: the false alarms of the initial and the final models
+    heldout = json.loads((out / "heldout_negatives.json").read_text())["test"]
+    assert len(heldout) == 1 and heldout[0]["image"] not in {e["image"] for e in subset["training"]}
+    for r in runs:
+        if r["round"] in (0, 2):
+            assert r["heldout_negatives"]["num_images"] == 1 and r["heldout_negatives"]["specificity"] in (0.0, 1.0)
+        else:
+            assert "heldout_negatives" not in r
     unc = [r for r in runs if r["arm"] == "uncertainty"]
     for r in unc:  # the highest score among the candidates left
         scores = {int(k): v for k, v in r["pool_scores"].items()}
@@ -175,3 +184,22 @@ def test_tiny_run_has_every_arm_and_resumes(tmp_path: Path, monkeypatch: pytest.
 
     with pytest.raises(SystemExit):  # other settings must not be mixed into the same results file
         al.main([*args, "--round-steps", "2"])
+
+    # runs of other seeds in other folders merge into one table; the same seed twice or other settings do not
+    other = tmp_path / "al_seed9"
+    other.mkdir()
+    copy = json.loads((out / "results.json").read_text())
+    copy["runs"] = [{**r, "seed": 9} for r in copy["runs"]]
+    copy["settings"]["out"] = str(other)
+    (other / "results.json").write_text(json.dumps(copy))
+    assert al.main(["merge", str(out), str(other), "--out", str(tmp_path / "merged")]) == 0
+    merged = json.loads((tmp_path / "merged" / "results.json").read_text())
+    assert len(merged["runs"]) == 2 * len(runs) and {r["seed"] for r in merged["runs"]} == {0, 9}
+    # two seeds per row now (identical copies here: no spread)
+    assert re.search(r"\| diverse \| 2 \| 4 \| \d\.0 ± 0\.0 \| 2 \|", (tmp_path / "merged" / "results.md").read_text())
+    with pytest.raises(SystemExit):
+        al.main(["merge", str(out), str(out), "--out", str(tmp_path / "twice")])
+    copy["settings"]["rounds"] = 3
+    (other / "results.json").write_text(json.dumps(copy))
+    with pytest.raises(SystemExit):
+        al.main(["merge", str(out), str(other), "--out", str(tmp_path / "mixed")])
