@@ -483,11 +483,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.negatives is not None and not (args.negatives / "images").is_dir():
         parser.error(f"--negatives '{args.negatives}' has no images/ folder.")
     if args.presize:  # the runs read small copies: the same resized images, without decoding the originals each time
-        cache = args.out / f"presized{args.size}"
-        if args.data is not None:
-            args.data = harness.presized_folder(args.data, args.size, cache / "data")
-        if args.negatives is not None:
-            args.negatives = harness.presized_folder(args.negatives, args.size, cache / "negatives")
+        small = harness.presized_folders({"data": args.data, "negatives": args.negatives}, args.size, args.out)
+        args.data, args.negatives = small["data"], small["negatives"]
 
     datalist = harness.prepare_data(args, parser, ["--test-count", str(args.test_count)])
     full = json.loads(Path(datalist).read_text())
@@ -516,6 +513,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     initial = [i for i, img in enumerate(images) if img in kept]
     pool = pool_subset([i for i in range(n_train) if i not in set(initial)], args.pool_size, args.label_seed)
     pool = pool + negatives
+    negative_ids = set(negatives)
     if len(pool) < args.rounds * args.per_round:
         parser.error(f"the pool ({len(pool)}) is smaller than --rounds x --per-round ({args.rounds * args.per_round}).")
 
@@ -600,7 +598,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 record |= picked
                 record["select_seconds"] = time.perf_counter() - start
                 ids = sorted(labeled | set(added))
-                n_neg = sum(i in set(negatives) for i in added)
+                n_neg = len(negative_ids.intersection(added))
                 print(f"[seed {seed}] {arm} round {rnd}: +{len(added)} ({n_neg} polyp-free) -> {len(ids)}", flush=True)
                 round_dir = args.out / "runs" / f"seed{seed}_{arm}_round{rnd}"
                 subset = write_subset(full, ids, round_dir / "datalist.json")
@@ -610,8 +608,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 trained = harness.train(spec, subset, round_dir)
                 record["train_seconds"] = sum(s["seconds"] for s in trained["stages"])
                 record |= {"labeled": len(ids), "labeled_ids": ids, "added": added, "model": str(trained["best"])}
-                record["added_negatives"] = sum(i in set(negatives) for i in added)
-                record["labeled_negatives"] = sum(i in set(negatives) for i in ids)
+                record["added_negatives"] = n_neg
+                record["labeled_negatives"] = len(negative_ids.intersection(ids))
                 record |= _measure(trained["best"], subset, round_dir, test, args)
                 runs.append(record)
                 store()

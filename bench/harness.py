@@ -53,6 +53,7 @@ __all__ = [
     "parse_cross",
     "prepare_data",
     "presized_folder",
+    "presized_folders",
     "read_conditions",
     "read_detection",
     "run_command",
@@ -420,6 +421,13 @@ def presized_folder(folder: Path, size: int, out: Path) -> Path:
             img.save(tmp, format="PNG")
             os.replace(tmp, target)
     return out
+
+
+def presized_folders(folders: Mapping[str, Path | None], size: int, out: Path) -> dict[str, Path | None]:
+    """:func:`presized_folder` of each named folder into ``out/presized<size>/<name>`` (``None`` stays ``None``):
+    the cache layout every benchmark's ``--presize`` shares, so reruns find their copies."""
+    cache = out / f"presized{size}"
+    return {name: None if f is None else presized_folder(f, size, cache / name) for name, f in folders.items()}
 
 
 def read_conditions(report: Mapping[str, Any]) -> dict[str, dict[str, float]]:

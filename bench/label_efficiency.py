@@ -240,14 +240,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(e))
     cross = harness.parse_cross(args.cross, parser)
     if args.presize:  # the runs read small copies: the same resized images, without decoding the originals each time
-        cache = args.out / f"presized{args.size}"
-        if args.data is not None:
-            args.data = harness.presized_folder(args.data, args.size, cache / "data")
-        if args.negatives_dir is not None:
-            args.negatives_dir = harness.presized_folder(args.negatives_dir, args.size, cache / "negatives")
-        cross = {name: harness.presized_folder(f, args.size, cache / name) for name, f in cross.items()}
-        if args.target is not None:
-            args.target = harness.presized_folder(args.target, args.size, cache / "target")
+        folders = {"data": args.data, "negatives": args.negatives_dir, "target": args.target}
+        small = harness.presized_folders(folders, args.size, args.out)
+        args.data, args.negatives_dir, args.target = small["data"], small["negatives"], small["target"]
+        cross = harness.presized_folders(cross, args.size, args.out)
     if any(a in TARGET_ARMS for a in args.arms) and args.target is None:
         parser.error(f"the arms {TARGET_ARMS} need --target.")
 

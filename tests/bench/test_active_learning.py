@@ -114,6 +114,7 @@ def test_tiny_run_has_every_arm_and_resumes(tmp_path: Path, monkeypatch: pytest.
     out = tmp_path / "al"
     negatives = _negatives(tmp_path / "polyp_free", 3)
     args = ["--data", str(folder), "--out", str(out), *TINY, "--negatives", str(negatives), "--negatives-count", "2"]
+    args += ["--presize"]  # the runs read 32 px copies (harness.presized_folders)
     assert al.main(args) == 0
     saved = json.loads((out / "results.json").read_text())
     runs = saved["runs"]
@@ -144,6 +145,7 @@ def test_tiny_run_has_every_arm_and_resumes(tmp_path: Path, monkeypatch: pytest.
     # the third polyp-free frame is held out: the false alarms of the initial and the final models
     heldout = json.loads((out / "heldout_negatives.json").read_text())["test"]
     assert len(heldout) == 1 and heldout[0]["image"] not in {e["image"] for e in subset["training"]}
+    assert Path(heldout[0]["image"]).is_relative_to(out / "presized32" / "negatives")
     for r in runs:
         if r["round"] in (0, 2):
             assert r["heldout_negatives"]["num_images"] == 1 and r["heldout_negatives"]["specificity"] in (0.0, 1.0)
@@ -190,7 +192,12 @@ def test_tiny_run_has_every_arm_and_resumes(tmp_path: Path, monkeypatch: pytest.
     other.mkdir()
     copy = json.loads((out / "results.json").read_text())
     copy["runs"] = [{**r, "seed": 9} for r in copy["runs"]]
-    copy["settings"]["out"] = str(other)
+    # as a run with --out other would record them: its --presize copies inside its own folder
+    copy["settings"] = {
+        k: str(other) + v[len(str(out)) :] if isinstance(v, str) and v.startswith(str(out)) else v
+        for k, v in copy["settings"].items()
+    }
+    assert copy["settings"]["out"] == str(other) and copy["settings"]["data"].startswith(str(other))
     (other / "results.json").write_text(json.dumps(copy))
     assert al.main(["merge", str(out), str(other), "--out", str(tmp_path / "merged")]) == 0
     merged = json.loads((tmp_path / "merged" / "results.json").read_text())

@@ -122,3 +122,8 @@ def test_presized_folder_is_the_resized_copy(tmp_path: Path) -> None:
     mtime = (out / "images" / "a.png").stat().st_mtime_ns
     harness.presized_folder(src, 16, tmp_path / "small")  # kept, not rewritten
     assert (out / "images" / "a.png").stat().st_mtime_ns == mtime
+
+    # the shared cache layout of --presize: out/presized<size>/<name>, None stays None
+    small = harness.presized_folders({"data": src, "negatives": None}, 16, tmp_path / "run")
+    assert small == {"data": tmp_path / "run" / "presized16" / "data", "negatives": None}
+    assert Image.open(small["data"] / "images" / "a.png").size == (16, 16)
