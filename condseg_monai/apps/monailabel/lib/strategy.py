@@ -25,7 +25,7 @@ from condseg_monai.apps.monailabel.selection import (
     select_next,
 )
 
-__all__ = ["DiverseUncertainty", "ForegroundRandom", "Uncertainty", "rank_images", "recently_served"]
+__all__ = ["DiverseUncertainty", "ForegroundRandom", "Uncertainty", "rank_images", "recently_served", "served_at"]
 
 # an image served by a strategy counts as taken (an annotator has it) for this long, as MONAI Label's Epistemic
 SECS_IN_DAY = 24 * 60 * 60
@@ -74,11 +74,17 @@ class Uncertainty(Strategy):
         return {"id": best, SCORE_KEY: infos[best].get(SCORE_KEY)}
 
 
-def recently_served(info: dict[str, Any], strategy: str, now: int, within: int) -> bool:
-    """Whether ``/activelearning/<strategy>`` served this image less than ``within`` seconds ago (MONAI Label's
-    endpoint stores ``info["strategy"][strategy]["ts"]`` for every image it serves)."""
+def served_at(info: dict[str, Any], strategy: str) -> float | None:
+    """When ``/activelearning/<strategy>`` last served this image (MONAI Label's endpoint stores
+    ``info["strategy"][strategy]["ts"]`` for every image it serves), or None."""
     ts = (info.get("strategy") or {}).get(strategy, {}).get("ts")
-    return isinstance(ts, (int, float)) and now - ts < within
+    return float(ts) if isinstance(ts, (int, float)) else None
+
+
+def recently_served(info: dict[str, Any], strategy: str, now: int, within: int) -> bool:
+    """Whether ``/activelearning/<strategy>`` served this image less than ``within`` seconds ago."""
+    ts = served_at(info, strategy)
+    return ts is not None and now - ts < within
 
 
 class DiverseUncertainty(Strategy):
@@ -180,7 +186,7 @@ class ForegroundRandom(Strategy):
         present = {i: (infos[i].get(SCORE_KEY) or {}).get("polyp_present") for i in images}
         pool = foreground_candidates(present, images)
         strategy, now = request.get("strategy", "foreground_random"), int(time.time())
-        weights = [max(now - (infos[i].get("strategy") or {}).get(strategy, {}).get("ts", 0), 1) for i in pool]
+        weights = [max(now - (served_at(infos[i], strategy) or 0), 1) for i in pool]
         best = self._random.choices(pool, weights=weights)[0]
         logger.info(f"foreground_random: selected {best} among {len(pool)} of {len(images)} unlabeled images")
         return {"id": best, SCORE_KEY: infos[best].get(SCORE_KEY)}
