@@ -71,6 +71,11 @@ def arm_spec(arm: str, network: str, seed: int, args: argparse.Namespace) -> har
     if arm not in ARMS:
         raise ValueError(f"arm must be one of {ARMS}, got {arm!r}.")
     semi = arm in ("semi", "semi_off", "semi_target")
+    overrides: dict[str, Any] = {"feature_size": args.feature_size}
+    if semi and getattr(args, "unlabeled_batch_size", None) is not None:
+        overrides["unlabeled_batch_size"] = args.unlabeled_batch_size
+    if arm == "semi_off":
+        overrides["unsupervised_weight"] = 0.0
     return harness.TrainSpec(
         network=network,
         iterations=args.steps,
@@ -80,7 +85,7 @@ def arm_spec(arm: str, network: str, seed: int, args: argparse.Namespace) -> har
         batch_size=args.batch_size,
         seed=seed,
         configs=[str(SEMI_CONFIG)] if semi else [],
-        overrides={"feature_size": args.feature_size, **({"unsupervised_weight": 0.0} if arm == "semi_off" else {})},
+        overrides=overrides,
     )
 
 
@@ -219,6 +224,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--eval-every", type=int, default=50, help="iterations between the bundle's validations")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--feature-size", type=int, default=128, help="ConDSeg decoder width")
+    parser.add_argument(
+        "--unlabeled-batch-size", type=int, default=None, help="semi arms: the bundle's unlabeled_batch_size"
+    )
     parser.add_argument("--severities", type=int, nargs="+", default=[2], help="corruption severities (1..3)")
     parser.add_argument("--unlabeled-dir", type=Path, nargs="*", default=[], help="more unlabeled images (flat)")
     parser.add_argument("--negatives-dir", type=Path, default=None, help="polyp-free frames (DIR/images) unlabeled")
@@ -231,6 +239,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.size % 32 or args.size < 32:
         parser.error(f"--size must be a positive multiple of 32, got {args.size}.")
+    if args.unlabeled_batch_size is not None and args.unlabeled_batch_size < 1:
+        parser.error(f"--unlabeled-batch-size must be >= 1, got {args.unlabeled_batch_size}.")
     if not all(0 < f < 1 for f in args.fractions):
         parser.error(f"--fractions must be in (0, 1), got {args.fractions}.")
     try:
