@@ -375,37 +375,8 @@ def merge(folders: Sequence[Path], out: Path) -> Path:
     Raises:
         ValueError: a folder without results, other settings, or the same seed twice.
     """
-    runs: list[dict[str, Any]] = []
-    settings: dict[str, Any] | None = None
-    seeds: set[int] = set()
-    for folder in folders:
-        path = Path(folder) / "results.json"
-        if not path.is_file():
-            raise ValueError(f"'{path}' does not exist.")
-        saved = json.loads(path.read_text())
-        own = str(saved["settings"]["out"])
-        # paths inside a folder's own --out (the --presize copies) are the same setting in every folder
-        these = {
-            k: f"<out>{v[len(own) :]}" if isinstance(v, str) and v.startswith(own) else v
-            for k, v in saved["settings"].items()
-            if k != "out"
-        }
-        if settings is not None and these != settings:
-            diff = sorted(k for k in these.keys() | settings.keys() if these.get(k) != settings.get(k))
-            raise ValueError(f"'{path}' has other settings than the first folder: {diff}")
-        settings = these
-        found = {r["seed"] for r in saved["runs"]}
-        if found & seeds:
-            raise ValueError(f"'{path}' repeats the seeds {sorted(found & seeds)}.")
-        seeds |= found
-        runs += saved["runs"]
-    if settings is None:
-        raise ValueError("no folder to merge.")
-    out.mkdir(parents=True, exist_ok=True)
+    merged, runs = harness.merge_results(folders, key=("seed",), out=out)
     command = "python bench/active_learning.py merge " + shlex.join([*map(str, folders), "--out", str(out)])
-    merged = {**settings, "out": str(out), "merged_from": [str(f) for f in folders]}
-    record = {"settings": merged, "environment": harness.environment(), "runs": runs}
-    harness.write_results(record, out / "results.json")
     (out / "results.md").write_text(summarise(runs, merged, command) + "\n")
     return out / "results.md"
 

@@ -50,6 +50,7 @@ __all__ = [
     "folder_datalist",
     "format_override",
     "mean_std",
+    "merge_results",
     "parse_cross",
     "prepare_data",
     "presized_folder",
@@ -501,3 +502,52 @@ def write_results(data: Mapping[str, Any], path: Path) -> None:
     tmp = path.with_name(path.name + ".partial")
     tmp.write_text(json.dumps(data, indent=1))
     os.replace(tmp, path)
+
+
+def merge_results(
+    folders: Sequence[Path], key: Sequence[str], out: Path
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Merge the runs of several ``--out`` folders of one benchmark run with the same settings (e.g. one process per
+    seed, side by side) into ``out/results.json``; the settings may differ only in ``out`` and in paths inside it
+    (such as the ``--presize`` copies), which are written as ``<out>/...``.
+
+    Args:
+        folders: ``--out`` folders, each with its ``results.json`` (``{"settings": ..., "runs": [...]}``).
+        key: the run fields that name a run (e.g. ``("seed",)``); no run may come from two folders.
+        out: the folder of the merged ``results.json``.
+
+    Returns:
+        The merged settings (with ``out`` and ``merged_from``) and the runs, for the script's summary.
+
+    Raises:
+        ValueError: a folder without results, other settings than the first folder's, or a run found twice.
+    """
+    runs: list[dict[str, Any]] = []
+    settings: dict[str, Any] | None = None
+    seen: set[tuple[Any, ...]] = set()
+    for folder in folders:
+        path = Path(folder) / "results.json"
+        if not path.is_file():
+            raise ValueError(f"'{path}' does not exist.")
+        saved = json.loads(path.read_text())
+        own = str(saved["settings"]["out"])
+        these = {
+            k: f"<out>{v[len(own) :]}" if isinstance(v, str) and v.startswith(own) else v
+            for k, v in saved["settings"].items()
+            if k != "out"
+        }
+        if settings is not None and these != settings:
+            diff = sorted(k for k in these.keys() | settings.keys() if these.get(k) != settings.get(k))
+            raise ValueError(f"'{path}' has other settings than the first folder: {diff}")
+        settings = these
+        found = {tuple(r[k] for k in key) for r in saved["runs"]}
+        if found & seen:
+            raise ValueError(f"'{path}' repeats the runs {sorted(found & seen)} ({', '.join(key)}).")
+        seen |= found
+        runs += saved["runs"]
+    if settings is None:
+        raise ValueError("no folder to merge.")
+    out.mkdir(parents=True, exist_ok=True)
+    merged = {**settings, "out": str(out), "merged_from": [str(f) for f in folders]}
+    write_results({"settings": merged, "environment": environment(), "runs": runs}, out / "results.json")
+    return merged, runs

@@ -36,7 +36,8 @@ never used for training or selection: the paper's metrics, clean and under the r
 sensitivity; polyp-free frames: false alarms), all by the bundle's ``evaluating`` / ``robustness`` runs.
 
 Results go to ``--out`` (``results.json``, rewritten after every run, so an interrupted benchmark continues where
-it stopped; ``results.md``). Usage::
+it stopped; ``results.md``); ``label_efficiency.py merge DIR [DIR ...] --out OUT`` makes one table of runs made
+side by side into several ``--out`` folders with the same settings. Usage::
 
     python bench/label_efficiency.py --data ../shared/data/kvasir-seg --out runs/label_efficiency/kvasir64 \\
         --models condseg basic_unet --fractions 0.1 --arms sup semi semi_off full --seeds 0 1 2 \\
@@ -58,7 +59,7 @@ from typing import Any
 
 import harness  # bench/ is sys.path[0] when run as a script
 
-__all__ = ["ARMS", "arm_spec", "gap_closed", "main", "summarise"]
+__all__ = ["ARMS", "arm_spec", "gap_closed", "main", "merge", "summarise"]
 
 ARMS = ("sup", "semi", "semi_off", "full", "semi_target", "target_labels")
 TARGET_ARMS = ("semi_target", "target_labels")
@@ -210,7 +211,30 @@ def _datalists(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dic
     return lists
 
 
+def merge(folders: Sequence[Path], out: Path) -> Path:
+    """One ``results.json`` / ``results.md`` in ``out`` from runs of the same settings in several ``--out`` folders
+    (e.g. one process per seed, run side by side; :func:`harness.merge_results`).
+
+    Raises:
+        ValueError: a folder without results, other settings, or the same run (network, fraction, arm, seed) twice.
+    """
+    _, runs = harness.merge_results(folders, key=("network", "fraction", "arm", "seed"), out=out)
+    (out / "results.md").write_text(summarise(runs) + "\n")
+    return out / "results.md"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["merge"]:  # python bench/label_efficiency.py merge DIR [DIR ...] --out OUT
+        merger = argparse.ArgumentParser(prog="label_efficiency.py merge", description=merge.__doc__.split("\n")[0])
+        merger.add_argument("folders", type=Path, nargs="+")
+        merger.add_argument("--out", type=Path, required=True)
+        margs = merger.parse_args(argv[1:])
+        try:
+            print(merge(margs.folders, margs.out).read_text(), flush=True)
+        except ValueError as e:
+            merger.error(str(e))
+        return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     harness.add_data_arguments(parser)
     parser.add_argument("--test-count", type=int, default=80, help="--data: test images (never used for selection)")

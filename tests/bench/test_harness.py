@@ -127,3 +127,26 @@ def test_presized_folder_is_the_resized_copy(tmp_path: Path) -> None:
     small = harness.presized_folders({"data": src, "negatives": None}, 16, tmp_path / "run")
     assert small == {"data": tmp_path / "run" / "presized16" / "data", "negatives": None}
     assert Image.open(small["data"] / "images" / "a.png").size == (16, 16)
+
+
+def test_merge_results_joins_folders_of_the_same_settings(tmp_path: Path) -> None:
+    def folder(name: str, seed: int, **settings: object) -> Path:
+        out = tmp_path / name
+        out.mkdir()
+        record = {"settings": {"out": str(out), "data": str(out / "presized64" / "data"), "steps": 4, **settings}}
+        record["runs"] = [{"seed": seed, "arm": "a"}, {"seed": seed, "arm": "b"}]
+        (out / "results.json").write_text(json.dumps(record))
+        return out
+
+    first, second = folder("s0", 0), folder("s1", 1)
+    merged, runs = harness.merge_results([first, second], key=("seed", "arm"), out=tmp_path / "all")
+    assert [(r["seed"], r["arm"]) for r in runs] == [(0, "a"), (0, "b"), (1, "a"), (1, "b")]
+    # each folder's --presize copies are the same setting; the merged record says where it came from
+    assert merged["data"] == "<out>/presized64/data" and merged["merged_from"] == [str(first), str(second)]
+    assert json.loads((tmp_path / "all" / "results.json").read_text())["runs"] == runs
+    with pytest.raises(ValueError, match="repeats the runs"):
+        harness.merge_results([first, first], key=("seed", "arm"), out=tmp_path / "twice")
+    with pytest.raises(ValueError, match=r"other settings than the first folder: \['steps'\]"):
+        harness.merge_results([first, folder("s2", 2, steps=8)], key=("seed",), out=tmp_path / "mixed")
+    with pytest.raises(ValueError, match="does not exist"):
+        harness.merge_results([tmp_path / "nowhere"], key=("seed",), out=tmp_path / "none")

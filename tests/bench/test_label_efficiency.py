@@ -79,6 +79,24 @@ def test_arms_run_through_the_bundle_and_resume(tmp_path: Path) -> None:
     with pytest.raises(SystemExit):  # other settings must not be mixed into the same results file
         le.main([*base, "--arms", "sup", "--steps", "4"])
 
+    # seeds run side by side into other folders merge into one table (as a run with --out other records them)
+    other = tmp_path / "le_seed1"
+    other.mkdir()
+    copy = json.loads((out / "results.json").read_text())
+    copy["runs"] = [{**r, "seed": 1} for r in copy["runs"]]
+    copy["settings"] = {
+        k: v.replace(str(out), str(other)) if isinstance(v, str) else v for k, v in copy["settings"].items()
+    }
+    (other / "results.json").write_text(json.dumps(copy))
+    assert le.main(["merge", str(out), str(other), "--out", str(tmp_path / "merged")]) == 0
+    merged = json.loads((tmp_path / "merged" / "results.json").read_text())
+    assert sorted((r["arm"], r["seed"]) for r in merged["runs"]) == sorted(
+        (a, s) for a in ("sup", "semi_off", "full") for s in (0, 1)
+    )
+    assert "| full | 2 |" in (tmp_path / "merged" / "results.md").read_text()
+    with pytest.raises(SystemExit):  # the same run twice
+        le.main(["merge", str(out), str(out), "--out", str(tmp_path / "twice")])
+
 
 def test_split_by_sequence_cuts_at_a_change_of_sequence(tmp_path: Path) -> None:
     import numpy as np
