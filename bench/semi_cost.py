@@ -4,13 +4,13 @@
 
 Three runs of the same labeled datalist, network, batch size, seed and number of iterations, one after the other
 (run it on an otherwise idle machine): ``sup`` (``train.json`` + the stage config), ``semi`` (+
-``configs/semi_supervised.json`` as shipped: an unlabeled batch of ``batch_size`` images per step) and
-``semi_small`` (the same with ``unlabeled_batch_size`` = ``--unlabeled-batch-size``). The cost is the trainer's own
-loop time without validation (:func:`harness.training_loop_seconds`) per iteration; the ratio is against ``sup``.
-Usage::
+``configs/semi_supervised.json`` as shipped: unlabeled batches of ``condseg_monai.engines.unlabeled_batch_size``,
+3/8 of ``batch_size``) and ``semi (unlabeled_batch_size N)`` (the same with ``--unlabeled-batch-size`` N; by default
+N = ``batch_size``, bundle 0.2.0's default). The cost is the trainer's own loop time without validation
+(:func:`harness.training_loop_seconds`) per iteration; the ratio is against ``sup``. Usage::
 
     python bench/semi_cost.py --datalist runs/le_harness/basic_unet64/frac0.1.json --out runs/semi_cost \\
-        --network basic_unet --size 64 --batch-size 8 --unlabeled-batch-size 3 --steps 200
+        --network basic_unet --size 64 --batch-size 8 --steps 200
 """
 
 from __future__ import annotations
@@ -47,7 +47,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--network", default="basic_unet", help="condseg or a bench/configs overlay name")
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--unlabeled-batch-size", type=int, default=3)
+    parser.add_argument(
+        "--unlabeled-batch-size", type=int, default=None, help="compared run's unlabeled batch (default: --batch-size)"
+    )
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--feature-size", type=int, default=128, help="ConDSeg decoder width")
     args = parser.parse_args(argv)
@@ -55,13 +57,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--datalist '{args.datalist}' does not exist.")
     if not json.loads(args.datalist.read_text()).get("unlabeled"):
         parser.error(f"--datalist '{args.datalist}' has no unlabeled images.")
+    other = args.batch_size if args.unlabeled_batch_size is None else args.unlabeled_batch_size
+    if other < 1:
+        parser.error(f"--unlabeled-batch-size must be >= 1, got {other}.")
     runs = {
         "sup": ([], {}),
         "semi": ([str(SEMI_CONFIG)], {}),
-        f"semi_small (unlabeled_batch_size {args.unlabeled_batch_size})": (
-            [str(SEMI_CONFIG)],
-            {"unlabeled_batch_size": args.unlabeled_batch_size},
-        ),
+        f"semi (unlabeled_batch_size {other})": ([str(SEMI_CONFIG)], {"unlabeled_batch_size": other}),
     }
     seconds: dict[str, float] = {}
     for i, (name, (configs, extra)) in enumerate(runs.items()):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from .prepare_batch import StrongViewPrepareBatch
 from .schedules import IterationStateScheduler, MeanTeacherMomentum, UnsupervisedWeightRampup, rampup_iterations
-from .semi_supervised import SemiSupervisedTrainer, load_unlabeled, make_trainer
+from .semi_supervised import SemiSupervisedTrainer, load_unlabeled, make_trainer, unlabeled_batch_size
 from .settings import TrainingSettings, check_training_settings, config_settings, settings_from_config
 from .stages import run_stages
 from .utils import (
@@ -58,6 +58,7 @@ __all__ = [
     "scored_prediction",
     "settings_from_config",
     "train_handlers",
+    "unlabeled_batch_size",
     "training_datalist",
     "training_state",
     "uses_amp",

@@ -98,7 +98,7 @@ class TrainingSettings(BaseModel):
     rampup_epochs: float | None = Field(ge=0, description="sigmoid ramp-up length; null: 20 % of max_epochs")
     unlabeled_ratio: int = Field(ge=1, description="unlabeled batches drawn per labeled batch")
     unlabeled_batch_size: int | None = Field(
-        ge=1, description="images per unlabeled batch (cost: docs/training.md); null: batch_size"
+        ge=1, description="images per unlabeled batch (cost: docs/training.md); null: 3/8 of batch_size, at least 1"
     )
     bcp: bool = Field(description="bidirectional copy-paste mixing (needs semi_supervised)")
     validate_with_teacher: bool = Field(description="validate and save the teacher")

@@ -24,3 +24,12 @@ def test_a_datalist_without_unlabeled_images_is_refused(tmp_path: Path) -> None:
         semi_cost.main(["--datalist", str(datalist), "--out", str(tmp_path / "out")])
     with pytest.raises(SystemExit):
         semi_cost.main(["--datalist", str(tmp_path / "missing.json"), "--out", str(tmp_path / "out")])
+
+
+def test_a_bad_unlabeled_batch_size_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    datalist = tmp_path / "semi.json"
+    entry = {"image": "a.png", "label": "a_mask.png"}
+    datalist.write_text(json.dumps({"training": [entry], "unlabeled": [{"image": "b.png"}]}))
+    with pytest.raises(SystemExit):
+        semi_cost.main(["--datalist", str(datalist), "--out", str(tmp_path / "out"), "--unlabeled-batch-size", "0"])
+    assert "--unlabeled-batch-size must be >= 1" in capsys.readouterr().err

@@ -13,7 +13,7 @@ from ignite.handlers import EMAHandler
 from monai.data import DataLoader
 from monai.networks.nets import BasicUNet
 
-from condseg_monai.engines import SemiSupervisedTrainer, StrongViewPrepareBatch
+from condseg_monai.engines import SemiSupervisedTrainer, StrongViewPrepareBatch, unlabeled_batch_size
 from condseg_monai.inferers import ConsistencyInferer
 from condseg_monai.losses import (
     ConDSegLoss,
@@ -245,3 +245,14 @@ def test_bidirectional_copy_paste_mixing() -> None:
     assert (again.corners == bcp.corners).all()
     with pytest.raises(ValueError, match="box_fraction"):
         BidirectionalCopyPaste(box_fraction=0.0)
+
+
+def test_unlabeled_batch_size_keeps_an_iteration_at_one_and_a_half_supervised_ones() -> None:
+    # cost model 1 + 4 B_u / (3 B) (docs/training.md): the default B_u is the largest with a cost <= 1.5
+    for batch in range(1, 33):
+        default = unlabeled_batch_size(batch)
+        assert default >= 1
+        if batch >= 3:
+            assert 1 + 4 * default / (3 * batch) <= 1.5 < 1 + 4 * (default + 1) / (3 * batch), batch
+    assert [unlabeled_batch_size(b) for b in (4, 8, 12, 16)] == [1, 3, 4, 6]
+    assert unlabeled_batch_size(8, 8) == 8 and unlabeled_batch_size(8, 1) == 1  # an explicit setting wins

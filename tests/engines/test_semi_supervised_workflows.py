@@ -283,7 +283,8 @@ def test_epoch_length_sets_the_epochs_and_the_ramp_up(tmp_path: Path, semi_datal
     assert trainer.state.epoch_length == 5 and len(wf.parser.get_parsed_content("train#dataloader")) != 5
     assert trainer.rampup_iterations == 1  # 20 % of 1 epoch of 5 iterations
     unlabeled_loader = wf.parser.get_parsed_content("unlabeled#dataloader")
-    assert unlabeled_loader.batch_size == wf.parser.get_parsed_content("batch_size"), "null: the labeled batch size"
+    batch_size = wf.parser.get_parsed_content("batch_size")
+    assert unlabeled_loader.batch_size == max(1, 3 * batch_size // 8), "null: 3/8 of the labeled batch size"
     wf.run()
     wf.finalize()
     assert trainer.state.iteration == 5
