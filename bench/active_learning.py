@@ -384,15 +384,7 @@ def merge(folders: Sequence[Path], out: Path) -> Path:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["merge"]:  # python bench/active_learning.py merge DIR [DIR ...] --out OUT
-        merger = argparse.ArgumentParser(prog="active_learning.py merge", description=merge.__doc__.split("\n")[0])
-        merger.add_argument("folders", type=Path, nargs="+")
-        merger.add_argument("--out", type=Path, required=True)
-        margs = merger.parse_args(argv[1:])
-        try:
-            print(merge(margs.folders, margs.out).read_text(), flush=True)
-        except ValueError as e:
-            merger.error(str(e))
-        return 0
+        return harness.merge_main(argv[1:], merge, prog="active_learning.py merge")
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     harness.add_data_arguments(parser, "results.json, results.md, the bundle runs")
     parser.add_argument("--test-count", type=int, default=80, help="--data: test images (the reported set)")

@@ -31,7 +31,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,6 +50,7 @@ __all__ = [
     "folder_datalist",
     "format_override",
     "mean_std",
+    "merge_main",
     "merge_results",
     "parse_cross",
     "prepare_data",
@@ -551,3 +552,17 @@ def merge_results(
     merged = {**settings, "out": str(out), "merged_from": [str(f) for f in folders]}
     write_results({"settings": merged, "environment": environment(), "runs": runs}, out / "results.json")
     return merged, runs
+
+
+def merge_main(argv: Sequence[str], merge: Callable[[Sequence[Path], Path], Path], prog: str) -> int:
+    """The ``merge DIR [DIR ...] --out OUT`` subcommand of a benchmark script: ``merge(folders, out)`` (which
+    returns the summary it wrote), printed; a ``ValueError`` of it is a command-line error naming the folder."""
+    parser = argparse.ArgumentParser(prog=prog, description=(merge.__doc__ or "").split("\n")[0])
+    parser.add_argument("folders", type=Path, nargs="+")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(list(argv))
+    try:
+        print(merge(args.folders, args.out).read_text(), flush=True)
+    except ValueError as e:
+        parser.error(str(e))
+    return 0

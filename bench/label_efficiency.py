@@ -226,15 +226,7 @@ def merge(folders: Sequence[Path], out: Path) -> Path:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["merge"]:  # python bench/label_efficiency.py merge DIR [DIR ...] --out OUT
-        merger = argparse.ArgumentParser(prog="label_efficiency.py merge", description=merge.__doc__.split("\n")[0])
-        merger.add_argument("folders", type=Path, nargs="+")
-        merger.add_argument("--out", type=Path, required=True)
-        margs = merger.parse_args(argv[1:])
-        try:
-            print(merge(margs.folders, margs.out).read_text(), flush=True)
-        except ValueError as e:
-            merger.error(str(e))
-        return 0
+        return harness.merge_main(argv[1:], merge, prog="label_efficiency.py merge")
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     harness.add_data_arguments(parser)
     parser.add_argument("--test-count", type=int, default=80, help="--data: test images (never used for selection)")
