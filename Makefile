@@ -81,12 +81,16 @@ bench-accuracy: venv
 
 # 10 % / 25 % labels: supervised, semi-supervised (configs/semi_supervised.json as shipped), its control without
 # the unlabeled loss, and all labels; ConDSeg and BasicUNet, three seeds, model selected on validation, reported on
-# a held-out test split, the other hospital and polyp-free frames.
+# a held-out test split, the other hospital and polyp-free frames. Then a hospital's own frames (CVC-ClinicDB cut
+# by video sequence): its unlabeled frames added, or labeled (the ceiling).
 LABEL_EFF_DIR ?= runs/label_efficiency
 bench-label-efficiency: venv
 	$(PY) bench/label_efficiency.py --data $(KVASIR) --out $(LABEL_EFF_DIR)/kvasir64 --size 64 \
 		--models condseg basic_unet --fractions 0.1 0.25 --arms sup semi semi_off full --seeds 0 1 2 \
 		--stage1-steps 200 --steps 400 --eval-every 50 $(CROSS_ARG)
+	$(PY) bench/label_efficiency.py --data $(KVASIR) --out $(LABEL_EFF_DIR)/kvasir64_target --size 64 \
+		--models condseg basic_unet --fractions 0.1 --arms sup semi semi_target target_labels full --seeds 0 1 2 \
+		--stage1-steps 200 --steps 400 --eval-every 50 --target $(CVC) --cross polyp_free=$(POLYP_FREE)
 
 # Colonoscopy as it is (docs/benchmarks.md): Kvasir-trained models on CVC-ClinicDB and polyp-free frames, with and
 # without negatives, calibrated operating point, temporal filter on videos. Needs ../shared/data; resumable.
