@@ -199,7 +199,10 @@ class TrainSpec:
 
 
 def bundle_components(
-    stage: int = 2, names: Sequence[str] = ("network_def", "loss"), overrides: Mapping[str, Any] | None = None
+    stage: int = 2,
+    names: Sequence[str] = ("network_def", "loss"),
+    overrides: Mapping[str, Any] | None = None,
+    network: str = "condseg",
 ) -> dict[str, Any]:
     """Components as the bundle's training config builds them, in this process (for the speed micro-benchmarks).
 
@@ -208,6 +211,7 @@ def bundle_components(
             ``ConDSeg`` and ``ConDSegLoss``, with the bundle's ``feature_size``, ``use_checkpoint``, loss settings).
         names: config ids to build.
         overrides: ``{config id: value}`` set before building (e.g. ``{"use_checkpoint": False}``).
+        network: one of :data:`NETWORKS`; a MONAI baseline adds its ``bench/configs/`` overlay, as in training.
 
     Returns:
         ``{name: component}``.
@@ -216,8 +220,9 @@ def bundle_components(
 
     if stage not in (1, 2):
         raise ValueError(f"stage must be 1 or 2, got {stage}.")
+    overlays = TrainSpec(network=network, iterations=1, eval_every=1).network_configs()
     parser = ConfigParser()
-    parser.read_config([str(TRAIN), str(STAGE_CONFIGS[stage - 1])])
+    parser.read_config([str(TRAIN), str(STAGE_CONFIGS[stage - 1]), *map(str, overlays)])
     for key, value in (overrides or {}).items():
         parser[key] = value
     return {name: parser.get_parsed_content(name) for name in names}

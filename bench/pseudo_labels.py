@@ -106,12 +106,7 @@ def _pairs(items: Sequence[str], option: str) -> dict[str, str]:
 
 
 def _network(name: str, ckpt: Path) -> torch.nn.Module:
-    overrides: dict[str, Any] = {"use_checkpoint": False}
-    if name != "condseg":
-        overrides["network_def"] = json.loads((harness.REPO / "bench" / "configs" / f"{name}.json").read_text())[
-            "network_def"
-        ]
-    network = harness.bundle_components(2, ("network_def",), overrides)["network_def"]
+    network = harness.bundle_components(2, ("network_def",), {"use_checkpoint": False}, network=name)["network_def"]
     state = torch.load(ckpt, map_location="cpu", weights_only=True)
     network.load_state_dict(state.get("model", state))
     return network

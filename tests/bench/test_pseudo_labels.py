@@ -49,8 +49,8 @@ def test_quality_of_constant_teachers_is_the_masks_foreground_share(demo: Path, 
 
 
 def test_command_line_reads_checkpoints_and_both_kinds_of_sets(demo: Path, tmp_path: Path) -> None:
-    overlay = json.loads((harness.REPO / "bench" / "configs" / "basic_unet.json").read_text())["network_def"]
-    net = harness.bundle_components(2, ("network_def",), {"network_def": overlay})["network_def"]
+    net = harness.bundle_components(2, ("network_def",), network="basic_unet")["network_def"]
+    assert type(net).__name__ == "BasicUNet"  # the overlay's network, as training builds it
     ckpt = tmp_path / "model.pt"
     torch.save(net.state_dict(), ckpt)
     out = tmp_path / "out"
