@@ -65,6 +65,7 @@ ARMS = ("sup", "semi", "semi_off", "full", "semi_target", "target_labels")
 TARGET_ARMS = ("semi_target", "target_labels")
 LABELS = {"condseg": "ConDSeg (Stage 1 + 2)", "basic_unet": "MONAI BasicUNet"}
 SEMI_CONFIG = harness.REPO / "configs" / "semi_supervised.json"
+SEMI_SETTINGS = ("unlabeled_batch_size", "class_balanced_fraction")  # bundle settings the semi arms may override
 
 
 def arm_spec(arm: str, network: str, seed: int, args: argparse.Namespace) -> harness.TrainSpec:
@@ -73,8 +74,9 @@ def arm_spec(arm: str, network: str, seed: int, args: argparse.Namespace) -> har
         raise ValueError(f"arm must be one of {ARMS}, got {arm!r}.")
     semi = arm in ("semi", "semi_off", "semi_target")
     overrides: dict[str, Any] = {"feature_size": args.feature_size}
-    if semi and getattr(args, "unlabeled_batch_size", None) is not None:
-        overrides["unlabeled_batch_size"] = args.unlabeled_batch_size
+    for key in SEMI_SETTINGS:  # getattr: Namespaces built before an option existed
+        if semi and getattr(args, key, None) is not None:
+            overrides[key] = getattr(args, key)
     if arm == "semi_off":
         overrides["unsupervised_weight"] = 0.0
     return harness.TrainSpec(
@@ -243,6 +245,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--unlabeled-batch-size", type=int, default=None, help="semi arms: the bundle's unlabeled_batch_size"
     )
+    parser.add_argument(
+        "--class-balanced-fraction", type=float, default=None, help="semi arms: the bundle's class_balanced_fraction"
+    )
     parser.add_argument("--severities", type=int, nargs="+", default=[2], help="corruption severities (1..3)")
     parser.add_argument("--unlabeled-dir", type=Path, nargs="*", default=[], help="more unlabeled images (flat)")
     parser.add_argument("--negatives-dir", type=Path, default=None, help="polyp-free frames (DIR/images) unlabeled")
@@ -257,6 +262,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--size must be a positive multiple of 32, got {args.size}.")
     if args.unlabeled_batch_size is not None and args.unlabeled_batch_size < 1:
         parser.error(f"--unlabeled-batch-size must be >= 1, got {args.unlabeled_batch_size}.")
+    if args.class_balanced_fraction is not None and not 0 < args.class_balanced_fraction <= 1:
+        parser.error(f"--class-balanced-fraction must be in (0, 1], got {args.class_balanced_fraction}.")
     if not all(0 < f < 1 for f in args.fractions):
         parser.error(f"--fractions must be in (0, 1), got {args.fractions}.")
     try:

@@ -7,7 +7,9 @@ of labeled images (``--set NAME=FOLDER`` with ``images/`` + ``masks/``, or ``NAM
 go through the bundle's evaluation transforms at ``--size`` and the network (the bundle's ``network_def``, with a
 ``bench/configs/<network>.json`` overlay for a MONAI baseline); a pixel gets a pseudo-label where the teacher is
 confident, exactly as in training (:func:`condseg_monai.losses.pseudo_label`, ``max(p, 1 - p) >= --threshold``,
-default: ``confidence_threshold`` of ``configs/semi_supervised.json``). Reported per checkpoint and set (in %):
+plus each class's most confident ``--class-balanced-fraction`` of the pixels of a batch of ``--batch-size`` images;
+defaults: a semi-supervised run's, ``configs/semi_supervised.json`` over ``bundle/configs/train.json``, and 3 images,
+the unlabeled batch of ``bench/label_efficiency.py``'s batches of 8). Reported per checkpoint and set (in %):
 
 - ``confident``: share of all pixels with a pseudo-label (what the training log calls ``confident_fraction``);
 - ``accuracy``: share of the pseudo-labels that agree with the mask;
@@ -35,10 +37,11 @@ import harness  # bench/ is sys.path[0] when run as a script
 import torch
 
 from condseg_monai.data import load_datalist
+from condseg_monai.engines import unlabeled_batch_size
 from condseg_monai.losses import mask_logits, pseudo_label
 from condseg_monai.transforms import condseg_eval_transforms
 
-__all__ = ["main", "pseudo_label_quality", "read_set"]
+__all__ = ["main", "pseudo_label_quality", "read_set", "semi_defaults"]
 
 
 def read_set(spec: str, out: Path, name: str) -> list[dict[str, Any]]:
@@ -66,9 +69,17 @@ def read_set(spec: str, out: Path, name: str) -> list[dict[str, Any]]:
 
 @torch.no_grad()
 def pseudo_label_quality(
-    network: torch.nn.Module, entries: Sequence[Mapping[str, Any]], size: int, threshold: float, batch_size: int = 16
+    network: torch.nn.Module,
+    entries: Sequence[Mapping[str, Any]],
+    size: int,
+    threshold: float,
+    batch_size: int = 16,
+    class_balanced_fraction: float | None = None,
 ) -> dict[str, float]:
-    """Confident share, accuracy and foreground shares (fractions in [0, 1]) of ``network``'s pseudo-labels."""
+    """Confident share, accuracy and foreground shares (fractions in [0, 1]) of ``network``'s pseudo-labels.
+
+    The class-balanced quota counts per batch of ``batch_size`` images, as in training.
+    """
     prep = condseg_eval_transforms(size, track_meta=False)
     network.eval()
     counts = dict.fromkeys(("pixels", "confident", "correct", "fg_pseudo", "fg_true"), 0)
@@ -76,7 +87,7 @@ def pseudo_label_quality(
         items = [prep(dict(e)) for e in entries[start : start + batch_size]]
         image = torch.stack([i["image"] for i in items])
         truth = torch.stack([i["label"] for i in items]) > 0.5
-        target, confident = pseudo_label(mask_logits(network(image)), threshold)
+        target, confident = pseudo_label(mask_logits(network(image)), threshold, class_balanced_fraction)
         confident, target = confident > 0.5, target > 0.5
         counts["pixels"] += confident.numel()
         counts["confident"] += int(confident.sum())
@@ -92,6 +103,14 @@ def pseudo_label_quality(
         "fg_pseudo": counts["fg_pseudo"] / used,
         "fg_true": counts["fg_true"] / used,
     }
+
+
+def semi_defaults() -> dict[str, Any]:
+    """``confidence_threshold`` and ``class_balanced_fraction`` of a semi-supervised bundle run with its defaults
+    (``configs/semi_supervised.json`` over ``bundle/configs/train.json``)."""
+    train = json.loads((harness.REPO / "bundle" / "configs" / "train.json").read_text())
+    settings = {**train, **json.loads((harness.REPO / "configs" / "semi_supervised.json").read_text())}
+    return {key: settings[key] for key in ("confidence_threshold", "class_balanced_fraction")}
 
 
 def _pairs(items: Sequence[str], option: str) -> dict[str, str]:
@@ -118,13 +137,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--set", nargs="+", required=True, metavar="NAME=FOLDER|DATALIST.json:KEY", dest="sets")
     parser.add_argument("--network", default="condseg", choices=harness.NETWORKS)
     parser.add_argument("--size", type=int, default=64)
-    parser.add_argument("--threshold", type=float, default=None, help="default: configs/semi_supervised.json's")
+    parser.add_argument("--threshold", type=float, default=None, help="default: the semi-supervised run's")
+    parser.add_argument("--class-balanced-fraction", type=float, default=None, help="default: the run's")
+    parser.add_argument("--batch-size", type=int, default=unlabeled_batch_size(8), help="unlabeled images per batch")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
-    semi = json.loads((harness.REPO / "configs" / "semi_supervised.json").read_text())
-    threshold = semi["confidence_threshold"] if args.threshold is None else args.threshold
+    defaults = semi_defaults()
+    threshold = defaults["confidence_threshold"] if args.threshold is None else args.threshold
+    fraction = args.class_balanced_fraction
+    fraction = defaults["class_balanced_fraction"] if fraction is None else fraction
+    batch_size = args.batch_size
     if not 0.5 <= threshold <= 1:
         parser.error(f"--threshold must be in [0.5, 1], got {threshold}.")
+    if fraction is not None and not 0 < fraction <= 1:
+        parser.error(f"--class-balanced-fraction must be in (0, 1], got {fraction}.")
+    if batch_size < 1:
+        parser.error(f"--batch-size must be >= 1, got {batch_size}.")
     args.out.mkdir(parents=True, exist_ok=True)
     try:
         ckpts = _pairs(args.ckpt, "--ckpt")
@@ -134,16 +162,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, path in ckpts.items():
         if not Path(path).is_file():
             parser.error(f"--ckpt {name}: '{path}' does not exist.")
-    results = {c: {s: pseudo_label_quality(_network(args.network, Path(p)), e, args.size, threshold)
+    results = {c: {s: pseudo_label_quality(_network(args.network, Path(p)), e, args.size, threshold, batch_size,
+                                           fraction)
                    for s, e in sets.items()} for c, p in ckpts.items()}  # fmt: skip
     head = "| checkpoint | set | images | confident | accuracy | wrong | fg_pseudo | fg_true |"
-    lines = [f"Threshold {threshold}.", "", head, "|" + "---|" * 8]
+    rule = f"Threshold {threshold}, class-balanced fraction {fraction}, batches of {batch_size}."
+    lines = [rule, "", head, "|" + "---|" * 8]
     for c, per_set in results.items():
         for s, r in per_set.items():
             cells = [f"{100 * r[k]:.1f}" for k in ("confident", "accuracy")] + [f"{100 * r['wrong']:.2f}"]
             cells += [f"{100 * r[k]:.1f}" for k in ("fg_pseudo", "fg_true")]
             lines.append(f"| {c} | {s} | {r['images']} | " + " | ".join(cells) + " |")
-    harness.write_results({"threshold": threshold, "results": results}, args.out / "results.json")
+    settings = {"threshold": threshold, "class_balanced_fraction": fraction, "batch_size": batch_size}
+    harness.write_results({**settings, "results": results}, args.out / "results.json")
     (args.out / "results.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines), flush=True)
     return 0

@@ -94,6 +94,9 @@ class TrainingSettings(BaseModel):
     ema_decay: float = Field(gt=0, lt=1, description="mean-teacher EMA decay")
     ema_warmup: bool = Field(description="teacher decay min(1 - 1/(t+1), ema_decay) at step t; false: constant")
     confidence_threshold: float = Field(ge=0.5, le=1, description="pseudo-label confidence")
+    class_balanced_fraction: float | None = Field(
+        gt=0, le=1, description="also the most confident share of each class's pixels; null: the threshold alone"
+    )
     unsupervised_weight: float = Field(ge=0, description="weight of the unlabeled loss after the ramp-up")
     rampup_epochs: float | None = Field(ge=0, description="sigmoid ramp-up length; null: 20 % of max_epochs")
     unlabeled_ratio: int = Field(ge=1, description="unlabeled batches drawn per labeled batch")

@@ -61,13 +61,23 @@ def mask_logits(pred: torch.Tensor) -> torch.Tensor:
     return condseg_mask(as_loss_tensor(pred, "pred"))
 
 
-def pseudo_label(logits: torch.Tensor, threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
+def pseudo_label(
+    logits: torch.Tensor, threshold: float, class_balanced_fraction: float | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Hard pseudo-label and confidence mask from (teacher) logits, without gradient.
+
+    A pixel is confident when ``max(p, 1 - p) >= threshold`` (``p = sigmoid(logits)``). With a class-balanced
+    fraction ``f`` the most confident ``ceil(f x n_k)`` of the ``n_k`` pixels the teacher assigns to class ``k``
+    (background, foreground; per channel, over the whole batch; ties included) are confident as well, whatever
+    ``threshold`` says: class-balanced self-training (Zou et al., ECCV 2018). Why: a short-trained teacher can
+    be confident only on the foreground (docs/training.md, ``class_balanced_fraction``); trained on those pixels
+    alone the student learns to mark more and more. The quota always gives both classes targets. It runs on the
+    device (sorts, no host synchronisation).
 
     Args:
         logits: ``(B, C, H, W)`` logits.
-        threshold: a pixel is confident when ``max(p, 1 - p) >= threshold``, ``p = sigmoid(logits)``
-            (``0.5`` keeps every pixel).
+        threshold: confidence threshold in [0.5, 1] (``0.5`` keeps every pixel).
+        class_balanced_fraction: per-class quota in ``(0, 1]``, or ``None`` for the threshold alone.
 
     Returns:
         ``(target, confident)``: float tensors of ``logits``' shape with values in {0, 1}.
@@ -75,8 +85,27 @@ def pseudo_label(logits: torch.Tensor, threshold: float) -> tuple[torch.Tensor, 
     logits = as_loss_tensor(logits, "logits").detach()
     p = torch.sigmoid(logits)
     target = (logits > 0).to(logits.dtype)
-    confident = (torch.maximum(p, 1.0 - p) >= threshold).to(logits.dtype)
-    return target, confident
+    score = torch.maximum(p, 1.0 - p)
+    confident = score >= threshold
+    if class_balanced_fraction is not None:
+        confident = confident | _class_quota(score, logits > 0, _check_fraction(class_balanced_fraction))
+    return target, confident.to(logits.dtype)
+
+
+def _class_quota(score: torch.Tensor, positive: torch.Tensor, fraction: float) -> torch.Tensor:
+    """The top ``ceil(fraction x n_k)`` scores of each class ``k`` (``positive`` false / true), per channel."""
+    channels = score.shape[1]
+    flat_score = score.transpose(0, 1).reshape(channels, -1)
+    flat_positive = positive.transpose(0, 1).reshape(channels, -1)
+    chosen = torch.zeros_like(flat_positive)
+    for member in (~flat_positive, flat_positive):
+        count = member.sum(dim=1, keepdim=True)
+        # scores are in [0.5, 1]: -1 puts the other class last in the descending sort
+        ranked = torch.where(member, flat_score, -1.0).sort(dim=1, descending=True).values
+        k = torch.ceil(fraction * count).long().clamp(min=1)
+        kth = ranked.gather(1, k - 1)
+        chosen |= member & (flat_score >= kth) & (count > 0)
+    return chosen.reshape(channels, score.shape[0], *score.shape[2:]).transpose(0, 1)
 
 
 def _masked_dice_bce(
@@ -95,6 +124,12 @@ def _masked_dice_bce(
     t = target * weight
     dice = 1.0 - (2.0 * (s * t).sum() + smooth) / (s.sum() + t.sum() + smooth)
     return bce + dice_weight * dice
+
+
+def _check_fraction(fraction: float) -> float:
+    if not 0.0 < float(fraction) <= 1.0:
+        raise ValueError(f"class_balanced_fraction must be in (0, 1] (a share of each class's pixels), got {fraction}.")
+    return float(fraction)
 
 
 def _check_threshold(threshold: float) -> float:
@@ -120,13 +155,15 @@ class ConfidentPseudoLabelLoss(_Loss):
 
     Args:
         threshold: confidence threshold in [0.5, 1]; 0.5 uses every pixel.
+        class_balanced_fraction: also use the most confident share of each class's pixels (see
+            :func:`pseudo_label`), in ``(0, 1]``; ``None``: the threshold alone.
         dice_weight: weight of the Dice part of each term (0 gives masked BCE only).
         aux_weight: weight of the FOREGROUND / BACKGROUND head terms of a ConDSeg student.
         complementarity_weight: weight of the label-free complementarity term of a ConDSeg student.
         smooth: Dice smoothing constant.
 
     Raises:
-        ValueError: ``threshold`` outside [0.5, 1].
+        ValueError: ``threshold`` outside [0.5, 1] or ``class_balanced_fraction`` outside (0, 1].
 
     Example::
 
@@ -138,6 +175,7 @@ class ConfidentPseudoLabelLoss(_Loss):
     def __init__(
         self,
         threshold: float = 0.95,
+        class_balanced_fraction: float | None = None,
         dice_weight: float = 1.0,
         aux_weight: float = 1.0,
         complementarity_weight: float = 0.0,
@@ -145,6 +183,9 @@ class ConfidentPseudoLabelLoss(_Loss):
     ) -> None:
         super().__init__()
         self.threshold = _check_threshold(threshold)
+        self.class_balanced_fraction = (
+            None if class_balanced_fraction is None else _check_fraction(class_balanced_fraction)
+        )
         self.dice_weight = float(dice_weight)
         self.aux_weight = float(aux_weight)
         self.complementarity_weight = float(complementarity_weight)
@@ -180,7 +221,7 @@ class ConfidentPseudoLabelLoss(_Loss):
         maps = split_stacked(pred, CONDSEG_MAPS)
         teacher = mask_logits(teacher_logits)
         check_same_shape(maps[0], teacher, "pred mask", "teacher_logits")
-        pseudo, confident = pseudo_label(teacher, self.threshold)
+        pseudo, confident = pseudo_label(teacher, self.threshold, self.class_balanced_fraction)
         self.confident_fraction = confident.mean()
         if (target is None) != (region is None):
             raise ValueError("target and region must be given together (bidirectional copy-paste).")

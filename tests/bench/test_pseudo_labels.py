@@ -27,6 +27,13 @@ class _Constant(torch.nn.Module):
         return torch.full((x.shape[0], 1, *x.shape[2:]), self.value)
 
 
+class _Ramp(torch.nn.Module):
+    """Logits that follow the red channel: both classes, with varying confidence."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return 8.0 * x[:, :1] - 4.0
+
+
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("pl")
@@ -46,6 +53,11 @@ def test_quality_of_constant_teachers_is_the_masks_foreground_share(demo: Path, 
     assert background["accuracy"] == pytest.approx(1 - fg) and background["fg_pseudo"] == 0.0
     unsure = pl.pseudo_label_quality(_Constant(0.0), entries, 32, threshold=0.95)  # p = 0.5: nothing confident
     assert unsure["confident"] == 0.0 and unsure["wrong"] == 0.0
+    # the class-balanced quota, as in training: every pixel at 1; at least half of them at 0.5 (ties included)
+    ramp = _Ramp()
+    assert pl.pseudo_label_quality(ramp, entries, 32, 1.0, 2, class_balanced_fraction=1.0)["confident"] == 1.0
+    half = pl.pseudo_label_quality(ramp, entries, 32, 1.0, 2, class_balanced_fraction=0.5)["confident"]
+    assert 0.5 <= half < 1.0
 
 
 def test_command_line_reads_checkpoints_and_both_kinds_of_sets(demo: Path, tmp_path: Path) -> None:
@@ -62,6 +74,7 @@ def test_command_line_reads_checkpoints_and_both_kinds_of_sets(demo: Path, tmp_p
         results["threshold"]
         == json.loads((harness.REPO / "configs" / "semi_supervised.json").read_text())["confidence_threshold"]
     )
+    assert results["class_balanced_fraction"] == pl.semi_defaults()["class_balanced_fraction"]
     assert set(results["results"]["a"]) == {"folder", "listed"}
     for r in results["results"]["a"].values():
         assert all(0.0 <= r[k] <= 1.0 for k in ("confident", "accuracy", "wrong", "fg_pseudo", "fg_true"))

@@ -255,6 +255,7 @@ def test_settings_errors_name_the_key() -> None:
     bad = {
         "ema_decay": 1.0,
         "confidence_threshold": 0.3,
+        "class_balanced_fraction": 0.0,
         "unsupervised_weight": -1.0,
         "rampup_epochs": -2,
         "unlabeled_ratio": 0,
@@ -276,10 +277,12 @@ def test_epoch_length_sets_the_epochs_and_the_ramp_up(tmp_path: Path, semi_datal
         output_dir=str(tmp_path),
         epoch_length=5,
         max_epochs=1,
+        class_balanced_fraction=0.5,
         **TINY_BASIC_UNET,
     )
     wf.initialize()
     trainer = wf.parser.get_parsed_content("train#trainer")
+    assert trainer.unsupervised_loss.class_balanced_fraction == 0.5
     assert trainer.state.epoch_length == 5 and len(wf.parser.get_parsed_content("train#dataloader")) != 5
     assert trainer.rampup_iterations == 1  # 20 % of 1 epoch of 5 iterations
     unlabeled_loader = wf.parser.get_parsed_content("unlabeled#dataloader")

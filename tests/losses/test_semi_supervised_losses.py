@@ -47,6 +47,54 @@ def test_pseudo_label_and_confidence() -> None:
     assert pseudo_label(logits, 0.5)[1].all()
 
 
+def test_class_balanced_fraction_gives_each_class_its_most_confident_share() -> None:
+    """Teacher confident only on the foreground: the quota adds the most confident background pixels."""
+    # p = .99, .98 (foreground, over 0.95); .9, .8, .7, .6 background-confident 1 - p ... all below 0.95
+    logits = torch.tensor([4.6, 3.9, -2.2, -1.4, -0.85, -0.41]).view(1, 1, 1, 6)
+    target, threshold_only = pseudo_label(logits, 0.95)
+    assert threshold_only.flatten().tolist() == [1, 1, 0, 0, 0, 0]  # the over-marking case: no background target
+    _, balanced = pseudo_label(logits, 0.95, class_balanced_fraction=0.5)
+    # ceil(0.5 x 4) = 2 most confident background pixels; the foreground already passes the threshold
+    assert balanced.flatten().tolist() == [1, 1, 1, 1, 0, 0]
+    assert torch.equal(pseudo_label(logits, 0.95, 0.5)[0], target), "the quota never changes the pseudo-label"
+    _, one = pseudo_label(logits, 0.95, class_balanced_fraction=0.1)  # ceil(0.4) = 1: at least one per class
+    assert one.flatten().tolist() == [1, 1, 1, 0, 0, 0]
+    assert pseudo_label(logits, 0.95, class_balanced_fraction=1.0)[1].all()
+
+
+def test_class_balanced_fraction_counts_per_channel_over_the_batch() -> None:
+    g = torch.Generator().manual_seed(0)
+    logits = 4.0 * torch.randn(3, 2, 8, 8, generator=g)
+    target, confident = pseudo_label(logits, 1.0, class_balanced_fraction=0.25)  # threshold 1: the quota alone
+    score = torch.maximum(torch.sigmoid(logits), torch.sigmoid(-logits))
+    for c in range(2):
+        for k in (0.0, 1.0):
+            member = target[:, c] == k
+            n = int(member.sum())
+            chosen = confident[:, c][member]
+            assert int(chosen.sum()) == math.ceil(0.25 * n)  # continuous scores: no ties
+            assert score[:, c][member][chosen > 0].min() >= score[:, c][member][chosen == 0].max()
+    # an absent class (every pixel foreground) selects nothing of it and does not fail
+    _, only_fg = pseudo_label(torch.full((1, 1, 2, 2), 2.0), 1.0, class_balanced_fraction=0.5)
+    assert only_fg.all()  # four tied foreground scores: ties are included
+
+
+@pytest.mark.parametrize("fraction", [0.0, -0.1, 1.5])
+def test_bad_class_balanced_fraction(fraction: float) -> None:
+    with pytest.raises(ValueError, match="class_balanced_fraction"):
+        ConfidentPseudoLabelLoss(class_balanced_fraction=fraction)
+    with pytest.raises(ValueError, match="class_balanced_fraction"):
+        pseudo_label(torch.zeros(1, 1, 2, 2), 0.9, fraction)
+
+
+def test_loss_uses_the_class_balanced_pixels() -> None:
+    teacher = torch.tensor([4.6, 3.9, -2.2, -1.4, -0.85, -0.41]).view(1, 1, 1, 6)
+    student = torch.zeros(1, 1, 1, 6)
+    loss = ConfidentPseudoLabelLoss(threshold=0.95, class_balanced_fraction=0.5, dice_weight=0.0)
+    assert loss(student, teacher).item() == pytest.approx(4 * math.log(2) / 6, rel=1e-6)  # BCE at p=.5 on 4 of 6
+    assert loss.confident_fraction.item() == pytest.approx(4 / 6)
+
+
 def test_pseudo_label_loss_hand_computed() -> None:
     teacher = torch.tensor([3.0, -3.0, 0.5, -0.5]).view(1, 1, 1, 4)
     student = torch.tensor([1.0, 2.0, -1.0, 4.0]).view(1, 1, 1, 4)
