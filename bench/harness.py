@@ -53,6 +53,7 @@ __all__ = [
     "merge_main",
     "merge_results",
     "parse_cross",
+    "pooled_detection",
     "prepare_data",
     "presized_folder",
     "presized_folders",
@@ -456,8 +457,36 @@ def read_detection(summary: Mapping[str, Any]) -> dict[str, Any]:
         "dice": resized.get("dice") if has_polyps else None,
         "sensitivity": det.get("sensitivity"),
         "specificity": det.get("specificity"),
+        # mean share of a polyp-free frame marked: the false alarms' size, still telling when every frame alarms
+        "polyp_free_area": None if has_polyps else det.get("mean_polyp_free_area"),
         "num_images": summary.get("num_images"),
     }
+
+
+def pooled_detection(per_image: Sequence[str | os.PathLike]) -> dict[str, Any]:
+    """The bundle's frame-level summary (:func:`condseg_monai.metrics.detection.summarize_detection`: sensitivity,
+    specificity, AUROC of the image-level score, ...) of the frames of several ``evaluating`` runs pooled, e.g.
+    another hospital's polyp frames with polyp-free frames, read from their ``evaluation_per_image.csv``."""
+    import csv
+
+    from condseg_monai.metrics.detection import summarize_detection
+
+    rows = []
+    for path in per_image:
+        with open(path, newline="") as f:
+            rows += list(csv.DictReader(f))
+    if not rows:
+        raise ValueError(f"no frames in {[str(p) for p in per_image]}.")
+
+    def flag(value: str) -> bool:
+        return value.strip().lower() in ("true", "1")
+
+    return summarize_detection(
+        [flag(r["has_polyp"]) for r in rows],
+        [flag(r["polyp_present"]) for r in rows],
+        [float(r["detection_score"]) for r in rows],
+        [float(r["predicted_area"]) for r in rows],
+    )
 
 
 def mean_std(values: Sequence[float | None], scale: float = 100.0, digits: int = 1) -> str:

@@ -37,7 +37,11 @@ sensitivity; polyp-free frames: false alarms), all by the bundle's ``evaluating`
 
 Results go to ``--out`` (``results.json``, rewritten after every run, so an interrupted benchmark continues where
 it stopped; ``results.md``); ``label_efficiency.py merge DIR [DIR ...] --out OUT`` makes one table of runs made
-side by side into several ``--out`` folders with the same settings. Usage::
+side by side into several ``--out`` folders with the same settings; ``label_efficiency.py rescore DIR [DIR ...]``
+re-reads each run's kept reports (nothing trained or evaluated again) into ``results.json``, e.g. after a column was
+added. Besides the per-set columns, the tables give the mean share of a polyp-free frame the model marks (the size
+of its false alarms) and the AUROC of the image-level score between each polyp set and each polyp-free set (pooled
+frames; :func:`collect_cross`). Usage::
 
     python bench/label_efficiency.py --data ../shared/data/kvasir-seg --out runs/label_efficiency/kvasir64 \\
         --models condseg basic_unet --fractions 0.1 --arms sup semi semi_off full --seeds 0 1 2 \\
@@ -59,7 +63,7 @@ from typing import Any
 
 import harness  # bench/ is sys.path[0] when run as a script
 
-__all__ = ["ARMS", "arm_spec", "gap_closed", "main", "merge", "summarise"]
+__all__ = ["ARMS", "arm_spec", "collect_cross", "gap_closed", "main", "merge", "rescore", "summarise"]
 
 ARMS = ("sup", "semi", "semi_off", "full", "semi_target", "target_labels")
 TARGET_ARMS = ("semi_target", "target_labels")
@@ -92,6 +96,35 @@ def arm_spec(arm: str, network: str, seed: int, args: argparse.Namespace) -> har
     )
 
 
+def collect_cross(run_dir: Path, names: Sequence[str]) -> dict[str, Any]:
+    """The frame-level results of one run's ``eval_<name>`` reports: ``cross`` (per set,
+    :func:`harness.read_detection`) and ``auroc`` (``"<polyp set> vs <polyp-free set>"``: the AUROC of the bundle's
+    image-level score over both sets' frames pooled, :func:`harness.pooled_detection`; a ranking of frames that no
+    operating point changes, so it separates models even where all of them alarm on every polyp-free frame)."""
+    cross = {
+        s: harness.read_detection(json.loads((run_dir / f"eval_{s}" / "evaluation_summary.json").read_text()))
+        for s in names
+    }
+    polyp = [s for s in names if cross[s]["sensitivity"] is not None]
+    free = [s for s in names if cross[s]["sensitivity"] is None and cross[s]["specificity"] is not None]
+    csv = {s: run_dir / f"eval_{s}" / "evaluation_per_image.csv" for s in names}
+    auroc = {f"{p} vs {n}": harness.pooled_detection([csv[p], csv[n]])["auroc"] for p in polyp for n in free}
+    return {"cross": cross, "auroc": auroc}
+
+
+def rescore(out: Path) -> Path:
+    """Re-read every run of ``out/results.json`` from its kept reports (``out/runs/<run>/eval_*``; nothing is trained
+    or evaluated again): results written before a column existed get it."""
+    path = out / "results.json"
+    data = json.loads(path.read_text())
+    for run in data["runs"]:
+        name = f"{run['network']}_{run['arm']}_f{run['fraction']:g}_seed{run['seed']}"
+        run.update(collect_cross(out / "runs" / name, list(run["cross"])))
+    harness.write_results(data, path)
+    (out / "results.md").write_text(summarise(data["runs"]) + "\n")
+    return out / "results.md"
+
+
 def gap_closed(sup: float, semi: float, full: float) -> float | None:
     """Share of the supervised arm's gap to all labels that the semi-supervised arm closes (``None``: no gap)."""
     gap = full - sup
@@ -111,9 +144,12 @@ def summarise(runs: Sequence[Mapping[str, Any]]) -> str:
         for fraction in sorted({r["fraction"] for r in runs if r["network"] == network and r["arm"] != "full"}):
             rows = [r for r in runs if r["network"] == network and (r["fraction"] == fraction or r["arm"] == "full")]
             sets = sorted({s for r in rows for s in r["cross"]})
+            free = {s for s in sets if all(r["cross"][s]["sensitivity"] is None for r in rows if s in r["cross"])}
+            pairs = sorted({p for r in rows for p in r.get("auroc", {})})
             head = ["arm", "seeds", "test mIoU", "test mDSC", "corruption drop"]
             for s in sets:
-                head += [f"{s} mIoU", f"{s} sensitivity", f"{s} false alarms"]
+                head += [f"{s} false alarms", f"{s} marked area"] if s in free else [f"{s} mIoU", f"{s} sensitivity"]
+            head += [f"AUROC {p}" for p in pairs]
             head.append("s / iteration")
             lines += ["", f"**{LABELS.get(network, network)}, {100 * fraction:g} % labels**", ""]
             lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -131,12 +167,13 @@ def summarise(runs: Sequence[Mapping[str, Any]]) -> str:
                 cells.append(harness.mean_std(drops))
                 for s in sets:
                     got = [r["cross"][s] for r in rs if s in r["cross"]]
-                    alarms = [None if g["specificity"] is None else 1 - g["specificity"] for g in got]
-                    cells += [
-                        harness.mean_std([g["iou"] for g in got]),
-                        harness.mean_std([g["sensitivity"] for g in got]),
-                    ]
-                    cells.append(harness.mean_std(alarms))
+                    if s in free:
+                        alarms = [None if g["specificity"] is None else 1 - g["specificity"] for g in got]
+                        cells += [harness.mean_std(alarms), harness.mean_std([g.get("polyp_free_area") for g in got])]
+                    else:
+                        cells += [harness.mean_std([g[m] for g in got]) for m in ("iou", "sensitivity")]
+                for p in pairs:
+                    cells.append(harness.mean_std([r.get("auroc", {}).get(p) for r in rs]))
                 cells.append(f"{statistics.fmean(r['seconds_per_iteration'] for r in rs):.2f}")
                 lines.append("| " + " | ".join(cells) + " |")
             means = {a: _mean([r["test"]["clean"]["iou"] for r in rs]) for a, rs in by_arm.items()}
@@ -229,6 +266,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["merge"]:  # python bench/label_efficiency.py merge DIR [DIR ...] --out OUT
         return harness.merge_main(argv[1:], merge, prog="label_efficiency.py merge")
+    if argv[:1] == ["rescore"]:  # python bench/label_efficiency.py rescore DIR [DIR ...]
+        for folder in argv[1:]:
+            print(rescore(Path(folder)).read_text())
+        return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     harness.add_data_arguments(parser)
     parser.add_argument("--test-count", type=int, default=80, help="--data: test images (never used for selection)")
@@ -323,16 +364,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         iterations = sum(s["iterations"] for s in trained["stages"])
         seconds = sum(s["seconds"] for s in trained["stages"])
         loop = sum(s["loop_seconds"] for s in trained["stages"])
-        cross_results = {
-            s: harness.read_detection(
-                harness.evaluate(best, path, "test", run_dir / f"eval_{s}", args.size, network, overrides=evaluation)
-            )
-            for s, path in cross_lists.items()
-        }
+        for s, path in cross_lists.items():
+            harness.evaluate(best, path, "test", run_dir / f"eval_{s}", args.size, network, overrides=evaluation)
         run = {
             **key,
             "test": harness.read_conditions(test),
-            "cross": cross_results,
+            **collect_cross(run_dir, list(cross_lists)),
             "iterations": iterations,
             "train_seconds": seconds,
             "seconds_per_iteration": loop / iterations,

@@ -150,3 +150,15 @@ def test_merge_results_joins_folders_of_the_same_settings(tmp_path: Path) -> Non
         harness.merge_results([first, folder("s2", 2, steps=8)], key=("seed",), out=tmp_path / "mixed")
     with pytest.raises(ValueError, match="does not exist"):
         harness.merge_results([tmp_path / "nowhere"], key=("seed",), out=tmp_path / "none")
+
+
+def test_pooled_detection_is_the_bundles_summary_of_the_frames_of_several_reports(tmp_path: Path) -> None:
+    header = "image,has_polyp,polyp_present,detection_score,predicted_area\n"
+    (tmp_path / "a.csv").write_text(header + "1.png,True,True,0.9,0.2\n2.png,True,False,0.4,0.0\n")
+    (tmp_path / "b.csv").write_text(header + "3.png,False,True,0.7,0.3\n4.png,False,False,0.1,0.1\n")
+    got = harness.pooled_detection([tmp_path / "a.csv", tmp_path / "b.csv"])
+    assert got["num_with_polyp"] == 2 and got["num_polyp_free"] == 2
+    assert got["sensitivity"] == 0.5 and got["specificity"] == 0.5
+    # (polyp, polyp-free) pairs ranked right: 0.9 > 0.7, 0.9 > 0.1, 0.4 > 0.1, not 0.4 < 0.7
+    assert got["auroc"] == pytest.approx(0.75)
+    assert got["mean_polyp_free_area"] == pytest.approx(0.2)

@@ -144,3 +144,43 @@ def test_target_arms_add_the_hospitals_frames(tmp_path: Path) -> None:
     assert len(labels.training) == len(base.training) + len(first) and labels.test == base.test
     with pytest.raises(SystemExit):
         le.main(["--data", str(data.parent), "--out", str(tmp_path / "x"), "--arms", "semi_target"])
+
+
+def _write_eval(folder: Path, frames: list[tuple[bool, float, float]], iou: float | None) -> None:
+    """A bundle ``evaluating`` report of ``frames`` = (has_polyp, detection score, predicted area) at threshold 0.5."""
+    folder.mkdir(parents=True)
+    rows = ["image,has_polyp,polyp_present,detection_score,predicted_area"]
+    rows += [f"{i}.png,{h},{s > 0.5},{s},{a}" for i, (h, s, a) in enumerate(frames)]
+    (folder / "evaluation_per_image.csv").write_text("\n".join(rows) + "\n")
+    pos = [f for f in frames if f[0]]
+    neg = [f for f in frames if not f[0]]
+    detection = {
+        "sensitivity": sum(s > 0.5 for _, s, _ in pos) / len(pos) if pos else None,
+        "specificity": sum(s <= 0.5 for _, s, _ in neg) / len(neg) if neg else None,
+        "mean_polyp_free_area": sum(a for *_, a in neg) / len(neg) if neg else None,
+    }
+    metrics = {"resized": {"iou": iou, "dice": iou}}
+    summary = {"num_images": len(frames), "detection": detection, "metrics": metrics}
+    (folder / "evaluation_summary.json").write_text(json.dumps(summary))
+
+
+def test_collect_cross_and_rescore_read_the_kept_reports(tmp_path: Path) -> None:
+    run_dir = tmp_path / "runs" / "basic_unet_sup_f0.1_seed0"
+    _write_eval(run_dir / "eval_hospital", [(True, 0.9, 0.2), (True, 0.6, 0.1)], iou=0.4)
+    _write_eval(run_dir / "eval_clean", [(False, 0.7, 0.3), (False, 0.1, 0.0)], iou=None)
+    got = le.collect_cross(run_dir, ["hospital", "clean"])
+    assert got["cross"]["hospital"]["iou"] == 0.4 and got["cross"]["hospital"]["polyp_free_area"] is None
+    assert got["cross"]["clean"]["specificity"] == 0.5 and got["cross"]["clean"]["polyp_free_area"] == 0.15
+    # pooled frames: 3 of the 4 (polyp, polyp-free) pairs ranked right (0.6 < 0.7)
+    assert got["auroc"] == {"hospital vs clean": pytest.approx(0.75)}
+
+    old = {"network": "basic_unet", "fraction": 0.1, "arm": "sup", "seed": 0, "iterations": 2}
+    old |= {"test": {"clean": {"iou": 0.5, "dice": 0.6}}, "seconds_per_iteration": 0.1, "train_seconds": 1.0}
+    old["cross"] = {s: {k: v for k, v in r.items() if k != "polyp_free_area"} for s, r in got["cross"].items()}
+    (tmp_path / "results.json").write_text(json.dumps({"settings": {}, "runs": [old]}))
+    assert le.main(["rescore", str(tmp_path)]) == 0
+    run = json.loads((tmp_path / "results.json").read_text())["runs"][0]
+    assert run["cross"] == got["cross"] and run["auroc"] == got["auroc"]
+    table = (tmp_path / "results.md").read_text()
+    assert "| clean false alarms | clean marked area | hospital mIoU | hospital sensitivity |" in table
+    assert "| AUROC hospital vs clean |" in table and "| 50.0 | 15.0 | 40.0 | 100.0 | 75.0 |" in table
