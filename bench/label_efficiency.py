@@ -69,7 +69,8 @@ ARMS = ("sup", "semi", "semi_off", "full", "semi_target", "target_labels")
 TARGET_ARMS = ("semi_target", "target_labels")
 LABELS = {"condseg": "ConDSeg (Stage 1 + 2)", "basic_unet": "MONAI BasicUNet"}
 SEMI_CONFIG = harness.REPO / "configs" / "semi_supervised.json"
-SEMI_SETTINGS = ("unlabeled_batch_size", "class_balanced_fraction")  # bundle settings the semi arms may override
+# bundle settings the semi arms may override (--unlabeled-batch-size, ...)
+SEMI_SETTINGS = ("unlabeled_batch_size", "confidence_threshold", "class_balanced_fraction")
 
 
 def arm_spec(arm: str, network: str, seed: int, args: argparse.Namespace) -> harness.TrainSpec:
@@ -287,6 +288,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--unlabeled-batch-size", type=int, default=None, help="semi arms: the bundle's unlabeled_batch_size"
     )
     parser.add_argument(
+        "--confidence-threshold", type=float, default=None, help="semi arms: the bundle's confidence_threshold"
+    )
+    parser.add_argument(
         "--class-balanced-fraction", type=float, default=None, help="semi arms: the bundle's class_balanced_fraction"
     )
     parser.add_argument("--severities", type=int, nargs="+", default=[2], help="corruption severities (1..3)")
@@ -303,6 +307,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--size must be a positive multiple of 32, got {args.size}.")
     if args.unlabeled_batch_size is not None and args.unlabeled_batch_size < 1:
         parser.error(f"--unlabeled-batch-size must be >= 1, got {args.unlabeled_batch_size}.")
+    if args.confidence_threshold is not None and not 0.5 <= args.confidence_threshold <= 1:
+        parser.error(f"--confidence-threshold must be in [0.5, 1], got {args.confidence_threshold}.")
     if args.class_balanced_fraction is not None and not 0 < args.class_balanced_fraction <= 1:
         parser.error(f"--class-balanced-fraction must be in (0, 1], got {args.class_balanced_fraction}.")
     if not all(0 < f < 1 for f in args.fractions):

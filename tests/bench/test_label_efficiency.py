@@ -32,19 +32,23 @@ def test_arm_specs_differ_only_in_the_semi_supervised_settings() -> None:
 def test_semi_settings_reach_only_the_semi_supervised_arms(capsys: pytest.CaptureFixture[str]) -> None:
     args = argparse.Namespace(
         steps=400, stage1_steps=200, eval_every=50, size=64, batch_size=8, feature_size=32, unlabeled_batch_size=3,
-        class_balanced_fraction=0.5,
+        confidence_threshold=0.8, class_balanced_fraction=0.5,
     )  # fmt: skip
     for arm in le.ARMS:
         overrides = le.arm_spec(arm, "basic_unet", 0, args).overrides
         semi = arm in ("semi", "semi_off", "semi_target")
         assert overrides.get("unlabeled_batch_size") == (3 if semi else None), arm
         assert overrides.get("class_balanced_fraction") == (0.5 if semi else None), arm
+        assert overrides.get("confidence_threshold") == (0.8 if semi else None), arm
     with pytest.raises(SystemExit):
         le.main(["--data", "nowhere", "--out", "nowhere", "--unlabeled-batch-size", "0"])
     assert "--unlabeled-batch-size must be >= 1" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         le.main(["--data", "nowhere", "--out", "nowhere", "--class-balanced-fraction", "0"])
     assert "--class-balanced-fraction must be in (0, 1]" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        le.main(["--data", "nowhere", "--out", "nowhere", "--confidence-threshold", "0.3"])
+    assert "--confidence-threshold must be in [0.5, 1]" in capsys.readouterr().err
 
 
 def test_gap_closed() -> None:
