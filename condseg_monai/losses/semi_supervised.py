@@ -69,9 +69,10 @@ def pseudo_label(
     A pixel is confident when ``max(p, 1 - p) >= threshold`` (``p = sigmoid(logits)``). With a class-balanced
     fraction ``f`` the most confident ``ceil(f x n_k)`` of the ``n_k`` pixels the teacher assigns to class ``k``
     (background, foreground; per channel, over the whole batch; ties included) are confident as well, whatever
-    ``threshold`` says: class-balanced self-training (Zou et al., ECCV 2018). Why: a short-trained teacher can
-    be confident only on the foreground (docs/training.md, ``class_balanced_fraction``); trained on those pixels
-    alone the student learns to mark more and more. The quota always gives both classes targets. It runs on the
+    ``threshold`` says: class-balanced self-training (Zou et al., ECCV 2018), meant for a short-trained teacher
+    that is confident only on the foreground. The quota always gives both classes targets, but it also admits the
+    teacher's unsure foreground pixels; in the label-efficiency benchmark it made the student mark more, not less,
+    and cost accuracy (docs/training.md, ``class_balanced_fraction``), so the bundle leaves it off. It runs on the
     device (sorts, no host synchronisation).
 
     Args:
@@ -155,12 +156,12 @@ class ConfidentPseudoLabelLoss(_Loss):
 
     Args:
         threshold: confidence threshold in [0.5, 1]; 0.5 uses every pixel.
-        class_balanced_fraction: also use the most confident share of each class's pixels (see
-            :func:`pseudo_label`), in ``(0, 1]``; ``None``: the threshold alone.
         dice_weight: weight of the Dice part of each term (0 gives masked BCE only).
         aux_weight: weight of the FOREGROUND / BACKGROUND head terms of a ConDSeg student.
         complementarity_weight: weight of the label-free complementarity term of a ConDSeg student.
         smooth: Dice smoothing constant.
+        class_balanced_fraction: also use the most confident share of each class's pixels (see
+            :func:`pseudo_label`), in ``(0, 1]``; ``None`` (default): the threshold alone.
 
     Raises:
         ValueError: ``threshold`` outside [0.5, 1] or ``class_balanced_fraction`` outside (0, 1].
@@ -175,11 +176,11 @@ class ConfidentPseudoLabelLoss(_Loss):
     def __init__(
         self,
         threshold: float = 0.95,
-        class_balanced_fraction: float | None = None,
         dice_weight: float = 1.0,
         aux_weight: float = 1.0,
         complementarity_weight: float = 0.0,
         smooth: float = 1.0,
+        class_balanced_fraction: float | None = None,
     ) -> None:
         super().__init__()
         self.threshold = _check_threshold(threshold)
