@@ -146,13 +146,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     threshold = defaults["confidence_threshold"] if args.threshold is None else args.threshold
     fraction = args.class_balanced_fraction
     fraction = defaults["class_balanced_fraction"] if fraction is None else fraction
-    batch_size = args.batch_size
     if not 0.5 <= threshold <= 1:
         parser.error(f"--threshold must be in [0.5, 1], got {threshold}.")
     if fraction is not None and not 0 < fraction <= 1:
         parser.error(f"--class-balanced-fraction must be in (0, 1], got {fraction}.")
-    if batch_size < 1:
-        parser.error(f"--batch-size must be >= 1, got {batch_size}.")
+    if args.batch_size < 1:
+        parser.error(f"--batch-size must be >= 1, got {args.batch_size}.")
     args.out.mkdir(parents=True, exist_ok=True)
     try:
         ckpts = _pairs(args.ckpt, "--ckpt")
@@ -162,18 +161,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, path in ckpts.items():
         if not Path(path).is_file():
             parser.error(f"--ckpt {name}: '{path}' does not exist.")
-    results = {c: {s: pseudo_label_quality(_network(args.network, Path(p)), e, args.size, threshold, batch_size,
+    results = {c: {s: pseudo_label_quality(_network(args.network, Path(p)), e, args.size, threshold, args.batch_size,
                                            fraction)
                    for s, e in sets.items()} for c, p in ckpts.items()}  # fmt: skip
     head = "| checkpoint | set | images | confident | accuracy | wrong | fg_pseudo | fg_true |"
-    rule = f"Threshold {threshold}, class-balanced fraction {fraction}, batches of {batch_size}."
+    rule = f"Threshold {threshold}, class-balanced fraction {fraction}, batches of {args.batch_size}."
     lines = [rule, "", head, "|" + "---|" * 8]
     for c, per_set in results.items():
         for s, r in per_set.items():
             cells = [f"{100 * r[k]:.1f}" for k in ("confident", "accuracy")] + [f"{100 * r['wrong']:.2f}"]
             cells += [f"{100 * r[k]:.1f}" for k in ("fg_pseudo", "fg_true")]
             lines.append(f"| {c} | {s} | {r['images']} | " + " | ".join(cells) + " |")
-    settings = {"threshold": threshold, "class_balanced_fraction": fraction, "batch_size": batch_size}
+    settings = {"threshold": threshold, "class_balanced_fraction": fraction, "batch_size": args.batch_size}
     harness.write_results({**settings, "results": results}, args.out / "results.json")
     (args.out / "results.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines), flush=True)

@@ -103,9 +103,10 @@ def _class_quota(score: torch.Tensor, positive: torch.Tensor, fraction: float) -
         count = member.sum(dim=1, keepdim=True)
         # scores are in [0.5, 1]: -1 puts the other class last in the descending sort
         ranked = torch.where(member, flat_score, -1.0).sort(dim=1, descending=True).values
+        # an empty class: k = 1 reads a -1 of the other class, and `member` keeps nothing of it anyway
         k = torch.ceil(fraction * count).long().clamp(min=1)
         kth = ranked.gather(1, k - 1)
-        chosen |= member & (flat_score >= kth) & (count > 0)
+        chosen |= member & (flat_score >= kth)
     return chosen.reshape(channels, score.shape[0], *score.shape[2:]).transpose(0, 1)
 
 
