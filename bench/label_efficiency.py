@@ -24,6 +24,14 @@ hospital's unlabeled frames, the second its evaluation set (reported as the ``ta
 - ``target_labels``: ``sup`` with the target's first block *labeled* (what annotating them would give: the ceiling
   of the adaptation).
 
+``--known-negatives FOLDER`` is a hospital's polyp-free frames used as what they are, frames known to hold nothing:
+a seeded ``--known-negatives-count`` of them (:func:`split_negatives`) go into the datalist as declared negatives
+(``prepare --negatives-dir``: empty masks, a fifth in validation, so the bundle's selection scores them too), the
+rest is evaluated as the ``polyp_free_heldout`` set (false alarms on frames never trained on); two arms more:
+
+- ``sup_neg`` / ``semi_neg``: ``sup`` / ``semi`` on that datalist (``--negatives-per-batch``: the bundle's
+  ``negatives_per_batch``, how many of each labeled batch are negatives).
+
 ``--unlabeled-dir`` adds another source of unlabeled images (``prepare --unlabeled-dir``, e.g. a hospital's own
 frames); ``--negatives-dir`` adds polyp-free frames to that pool as plain unlabeled images (what a hospital's
 unlabeled pool is mostly made of).
@@ -63,10 +71,24 @@ from typing import Any
 
 import harness  # bench/ is sys.path[0] when run as a script
 
-__all__ = ["ARMS", "arm_spec", "collect_cross", "gap_closed", "main", "merge", "rescore", "summarise"]
+__all__ = [
+    "ARMS",
+    "arm_spec",
+    "collect_cross",
+    "gap_closed",
+    "main",
+    "merge",
+    "rescore",
+    "split_by_sequence",
+    "split_negatives",
+    "summarise",
+]
 
-ARMS = ("sup", "semi", "semi_off", "full", "semi_target", "target_labels")
+ARMS = ("sup", "semi", "semi_off", "full", "semi_target", "target_labels", "sup_neg", "semi_neg")
 TARGET_ARMS = ("semi_target", "target_labels")
+NEGATIVE_ARMS = ("sup_neg", "semi_neg")
+SEMI_ARMS = ("semi", "semi_off", "semi_target", "semi_neg")
+HELDOUT_NEGATIVES = "polyp_free_heldout"  # the cross set of the known-negatives frames not trained on
 LABELS = {"condseg": "ConDSeg (Stage 1 + 2)", "basic_unet": "MONAI BasicUNet"}
 SEMI_CONFIG = harness.REPO / "configs" / "semi_supervised.json"
 # bundle settings the semi arms may override (--unlabeled-batch-size, ...)
@@ -77,11 +99,13 @@ def arm_spec(arm: str, network: str, seed: int, args: argparse.Namespace) -> har
     """The bundle settings of one arm (everything but the datalist)."""
     if arm not in ARMS:
         raise ValueError(f"arm must be one of {ARMS}, got {arm!r}.")
-    semi = arm in ("semi", "semi_off", "semi_target")
+    semi = arm in SEMI_ARMS
     overrides: dict[str, Any] = {"feature_size": args.feature_size}
     for key in SEMI_SETTINGS:  # getattr: Namespaces built before an option existed
         if semi and getattr(args, key, None) is not None:
             overrides[key] = getattr(args, key)
+    if arm in NEGATIVE_ARMS and getattr(args, "negatives_per_batch", None) is not None:
+        overrides["negatives_per_batch"] = args.negatives_per_batch
     if arm == "semi_off":
         overrides["unsupervised_weight"] = 0.0
     return harness.TrainSpec(
@@ -221,6 +245,36 @@ def split_by_sequence(folder: Path, out: Path) -> dict[str, Path]:
     return dirs
 
 
+def split_negatives(folder: Path, count: int, seed: int, out: Path) -> dict[str, Path]:
+    """Split a folder of polyp-free frames (``folder/images``) into ``count`` frames to train on and the rest.
+
+    A seeded sample (``random.Random(seed)``), so every arm and seed of a benchmark trains on the same frames.
+
+    Returns:
+        ``{"train": folder of the sampled frames' images/, "heldout": folder of the others' images/}`` (symbolic
+        links under ``out``, written once; ``out/split.json`` records the sample).
+
+    Raises:
+        ValueError: ``count`` leaves no frame on one side.
+    """
+    import random
+
+    images = sorted((p for p in (folder / "images").iterdir() if p.suffix.lower() in harness.IMAGE_SUFFIXES),
+                    key=lambda p: (len(p.stem), p.stem))  # fmt: skip
+    if not 0 < count < len(images):
+        raise ValueError(f"--known-negatives-count must be in 1..{len(images) - 1} for '{folder}', got {count}.")
+    dirs = {"train": out / "train", "heldout": out / "heldout"}
+    if not (out / "split.json").is_file():
+        chosen = set(random.Random(seed).sample(range(len(images)), count))
+        for name, block in (("train", sorted(chosen)), ("heldout", sorted(set(range(len(images))) - chosen))):
+            (dirs[name] / "images").mkdir(parents=True, exist_ok=True)
+            for i in block:
+                (dirs[name] / "images" / images[i].name).symlink_to(images[i].resolve())
+        record = {"folder": str(folder), "seed": seed, "train": [images[i].name for i in sorted(chosen)]}
+        (out / "split.json").write_text(json.dumps(record))
+    return dirs
+
+
 def _datalists(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[str, Path]:
     """``{"full": ..., "<fraction>": ...}``: the product's ``prepare`` of every datalist (one train/val/test split)."""
     split = ["--test-count", str(args.test_count)]
@@ -236,8 +290,15 @@ def _datalists(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dic
     if args.target is not None:  # one cut of the hospital's frames for every fraction
         target = split_by_sequence(args.target, args.out / "target")
         target_pairs = json.loads(harness.folder_datalist(target["train"], args.out, "target_train").read_text())
+    known = getattr(args, "known_negatives", None)
     for f in args.fractions:
         lists[str(f)] = harness.prepare_data(args, parser, [*split, "--labeled-fraction", str(f), *pool], f"frac{f:g}")
+        if known is not None:  # the same split, plus the known negatives as declared negatives
+            train_negatives = args.out / "known_negatives" / "train"
+            lists[f"{f}/neg"] = harness.prepare_data(
+                args, parser, [*split, "--labeled-fraction", str(f), *pool, "--negatives-dir", str(train_negatives)],
+                f"frac{f:g}_known_negatives",
+            )  # fmt: skip
         if args.target is not None:
             extra = ["--unlabeled-dir", str(target["unlabeled"])]
             lists[f"{f}/semi_target"] = harness.prepare_data(
@@ -249,6 +310,15 @@ def _datalists(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dic
             harness.write_results(labeled, path)
             lists[f"{f}/target_labels"] = path
     return lists
+
+
+def _datalist_key(arm: str, fraction: float) -> str:
+    """Which of :func:`_datalists` an arm trains on."""
+    if arm == "full":
+        return "full"
+    if arm in TARGET_ARMS:
+        return f"{fraction}/{arm}"
+    return f"{fraction}/neg" if arm in NEGATIVE_ARMS else str(fraction)
 
 
 def merge(folders: Sequence[Path], out: Path) -> Path:
@@ -296,6 +366,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--severities", type=int, nargs="+", default=[2], help="corruption severities (1..3)")
     parser.add_argument("--unlabeled-dir", type=Path, nargs="*", default=[], help="more unlabeled images (flat)")
     parser.add_argument("--negatives-dir", type=Path, default=None, help="polyp-free frames (DIR/images) unlabeled")
+    parser.add_argument(
+        "--known-negatives", type=Path, default=None, help="polyp-free frames (DIR/images) trained on as negatives"
+    )
+    parser.add_argument(
+        "--known-negatives-count", type=int, default=500, help="--known-negatives: how many to train on (seeded)"
+    )
+    parser.add_argument(
+        "--negatives-per-batch", type=int, default=None, help="*_neg arms: the bundle's negatives_per_batch"
+    )
     parser.add_argument("--cross", nargs="*", default=[], metavar="NAME=FOLDER", help="sets evaluated, not trained")
     parser.add_argument("--target", type=Path, default=None, help="a hospital's own frames (see split_by_sequence)")
     parser.add_argument(
@@ -319,13 +398,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as e:
         parser.error(str(e))
     cross = harness.parse_cross(args.cross, parser)
-    if args.presize:  # the runs read small copies: the same resized images, without decoding the originals each time
-        folders = {"data": args.data, "negatives": args.negatives_dir, "target": args.target}
-        small = harness.presized_folders(folders, args.size, args.out)
-        args.data, args.negatives_dir, args.target = small["data"], small["negatives"], small["target"]
-        cross = harness.presized_folders(cross, args.size, args.out)
     if any(a in TARGET_ARMS for a in args.arms) and args.target is None:
         parser.error(f"the arms {TARGET_ARMS} need --target.")
+    if any(a in NEGATIVE_ARMS for a in args.arms) and args.known_negatives is None:
+        parser.error(f"the arms {NEGATIVE_ARMS} need --known-negatives.")
+    if args.known_negatives is not None:
+        if not (args.known_negatives / "images").is_dir():
+            parser.error(f"--known-negatives '{args.known_negatives}' has no images/ folder.")
+        trained_on = [n for n, d in cross.items() if d.resolve() == args.known_negatives.resolve()]
+        if trained_on:  # false alarms on frames the *_neg arms trained on would flatter them
+            parser.error(
+                f"--cross {trained_on[0]} is the --known-negatives folder; its frames not trained on are evaluated "
+                f"as '{HELDOUT_NEGATIVES}' already."
+            )
+    if args.presize:  # the runs read small copies: the same resized images, without decoding the originals each time
+        folders = {"data": args.data, "negatives": args.negatives_dir, "target": args.target}
+        folders["known_negatives"] = args.known_negatives
+        small = harness.presized_folders(folders, args.size, args.out)
+        args.data, args.negatives_dir, args.target = small["data"], small["negatives"], small["target"]
+        args.known_negatives = small["known_negatives"]
+        cross = harness.presized_folders(cross, args.size, args.out)
+    if args.known_negatives is not None:
+        try:
+            negatives = split_negatives(
+                args.known_negatives, args.known_negatives_count, args.split_seed, args.out / "known_negatives"
+            )
+        except ValueError as e:
+            parser.error(str(e))
+        cross[HELDOUT_NEGATIVES] = negatives["heldout"]
 
     lists = _datalists(args, parser)
     if args.target is not None:
@@ -356,7 +456,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if finished(key):
             continue
         spec = arm_spec(arm, network, seed, args)
-        datalist = lists["full" if arm == "full" else f"{fraction}/{arm}" if arm in TARGET_ARMS else str(fraction)]
+        datalist = lists[_datalist_key(arm, fraction)]
         name = f"{network}_{arm}_f{fraction:g}_seed{seed}"
         run_dir = args.out / "runs" / name
         print(f"[{name}] training through the bundle", flush=True)

@@ -36,7 +36,7 @@ def test_semi_settings_reach_only_the_semi_supervised_arms(capsys: pytest.Captur
     )  # fmt: skip
     for arm in le.ARMS:
         overrides = le.arm_spec(arm, "basic_unet", 0, args).overrides
-        semi = arm in ("semi", "semi_off", "semi_target")
+        semi = arm in ("semi", "semi_off", "semi_target", "semi_neg")
         assert overrides.get("unlabeled_batch_size") == (3 if semi else None), arm
         assert overrides.get("class_balanced_fraction") == (0.5 if semi else None), arm
         assert overrides.get("confidence_threshold") == (0.8 if semi else None), arm
@@ -148,6 +148,55 @@ def test_target_arms_add_the_hospitals_frames(tmp_path: Path) -> None:
     assert len(labels.training) == len(base.training) + len(first) and labels.test == base.test
     with pytest.raises(SystemExit):
         le.main(["--data", str(data.parent), "--out", str(tmp_path / "x"), "--arms", "semi_target"])
+
+
+def test_known_negatives_train_the_neg_arms_and_the_rest_is_evaluated(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import numpy as np
+    from PIL import Image
+
+    data = generate_demo_dataset(tmp_path / "demo", num_train=6, num_val=2, num_test=2, image_size=(40, 48), seed=0)
+    free = tmp_path / "free"
+    (free / "images").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(1, 8):
+        Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(free / "images" / f"{i}.jpg")
+    out = tmp_path / "le"
+    base = ["--data", str(data.parent), "--out", str(out), "--val-count", "2", "--test-count", "2", *TINY]
+    base += ["--models", "basic_unet", "--fractions", "0.5", "--seeds", "0", "--severities", "2"]
+    neg = ["--known-negatives", str(free), "--known-negatives-count", "5", "--negatives-per-batch", "1"]
+    assert le.main([*base, *neg, "--arms", "sup_neg", "semi_neg"]) == 0
+
+    trained = sorted(p.name for p in (out / "known_negatives" / "train" / "images").iterdir())
+    heldout = sorted(p.name for p in (out / "known_negatives" / "heldout" / "images").iterdir())
+    assert len(trained) == 5 and len(heldout) == 2 and not set(trained) & set(heldout)
+    plain, with_neg = read_datalist(out / "frac0.5.json"), read_datalist(out / "frac0.5_known_negatives.json")
+    for split in ("training", "validation", "unlabeled", "test"):  # the same split, plus the negatives
+        positives = [e.image for e in getattr(with_neg, split) if not getattr(e, "negative", False)]
+        assert positives == [e.image for e in getattr(plain, split)], split
+    negatives = [Path(e.image).name for s in ("training", "validation") for e in getattr(with_neg, s) if e.negative]
+    assert sorted(negatives) == trained and any(e.negative for e in with_neg.validation)
+
+    runs = {r["arm"]: r for r in json.loads((out / "results.json").read_text())["runs"]}
+    assert set(runs) == {"sup_neg", "semi_neg"}
+    for arm, run in runs.items():
+        assert run["cross"]["polyp_free_heldout"]["sensitivity"] is None  # frames without polyps, never trained on
+        assert run["cross"]["polyp_free_heldout"]["specificity"] is not None
+        done = out / "runs" / f"basic_unet_{arm}_f0.5_seed0" / "stage2" / "DONE"
+        command = " ".join(json.loads(done.read_text())["command"])
+        assert "frac0.5_known_negatives.json" in command and "--negatives_per_batch 1" in command
+        assert ("configs/semi_supervised.json" in command) == (arm == "semi_neg")
+    assert "| sup_neg | 1 |" in (out / "results.md").read_text()
+
+    for bad, message in (
+        ([*base, "--arms", "sup_neg"], "need --known-negatives"),
+        ([*base, *neg, "--arms", "sup", "--cross", f"free={free}"], "is the --known-negatives folder"),
+        ([*base, "--out", str(tmp_path / "x"), *neg[:2], "--known-negatives-count", "7", "--arms", "sup"], "in 1..6"),
+    ):
+        with pytest.raises(SystemExit):
+            le.main(bad)
+        assert message in capsys.readouterr().err
 
 
 def _write_eval(folder: Path, frames: list[tuple[bool, float, float]], iou: float | None) -> None:
