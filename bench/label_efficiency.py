@@ -29,8 +29,8 @@ a seeded ``--known-negatives-count`` of them (:func:`split_negatives`) go into t
 (``prepare --negatives-dir``: empty masks, a fifth in validation, so the bundle's selection scores them too), the
 rest is evaluated as the ``polyp_free_heldout`` set (false alarms on frames never trained on); two arms more:
 
-- ``sup_neg`` / ``semi_neg``: ``sup`` / ``semi`` on that datalist (``--negatives-per-batch``: the bundle's
-  ``negatives_per_batch``, how many of each labeled batch are negatives).
+- ``sup_neg`` / ``semi_neg`` / ``semi_off_neg``: ``sup`` / ``semi`` / the control ``semi_off`` on that datalist
+  (``--negatives-per-batch``: the bundle's ``negatives_per_batch``, how many of each labeled batch are negatives).
 
 ``--unlabeled-dir`` adds another source of unlabeled images (``prepare --unlabeled-dir``, e.g. a hospital's own
 frames); ``--negatives-dir`` adds polyp-free frames to that pool as plain unlabeled images (what a hospital's
@@ -84,10 +84,10 @@ __all__ = [
     "summarise",
 ]
 
-ARMS = ("sup", "semi", "semi_off", "full", "semi_target", "target_labels", "sup_neg", "semi_neg")
+NEGATIVE_ARMS = ("sup_neg", "semi_neg", "semi_off_neg")  # <arm>_neg: <arm> with the known negatives
+ARMS = ("sup", "semi", "semi_off", "full", "semi_target", "target_labels", *NEGATIVE_ARMS)
 TARGET_ARMS = ("semi_target", "target_labels")
-NEGATIVE_ARMS = ("sup_neg", "semi_neg")
-SEMI_ARMS = ("semi", "semi_off", "semi_target", "semi_neg")
+SEMI_ARMS = ("semi", "semi_off", "semi_target", "semi_neg", "semi_off_neg")
 HELDOUT_NEGATIVES = "polyp_free_heldout"  # the cross set of the known-negatives frames not trained on
 LABELS = {"condseg": "ConDSeg (Stage 1 + 2)", "basic_unet": "MONAI BasicUNet"}
 SEMI_CONFIG = harness.REPO / "configs" / "semi_supervised.json"
@@ -106,7 +106,7 @@ def arm_spec(arm: str, network: str, seed: int, args: argparse.Namespace) -> har
             overrides[key] = getattr(args, key)
     if arm in NEGATIVE_ARMS and getattr(args, "negatives_per_batch", None) is not None:
         overrides["negatives_per_batch"] = args.negatives_per_batch
-    if arm == "semi_off":
+    if arm in ("semi_off", "semi_off_neg"):
         overrides["unsupervised_weight"] = 0.0
     return harness.TrainSpec(
         network=network,

@@ -24,6 +24,8 @@ def test_arm_specs_differ_only_in_the_semi_supervised_settings() -> None:
     assert [Path(c).name for c in specs["semi"].configs] == ["semi_supervised.json"]
     assert specs["semi_off"].configs == specs["semi"].configs
     assert specs["semi_off"].overrides == {**specs["semi"].overrides, "unsupervised_weight": 0.0}
+    assert specs["semi_off_neg"].overrides == specs["semi_off"].overrides  # the datalist holds the negatives
+    assert specs["sup_neg"] == specs["sup"] and specs["semi_neg"] == specs["semi"]
     assert {(s.iterations, s.stage1_iterations, s.seed, s.batch_size) for s in specs.values()} == {(400, 200, 1, 8)}
     with pytest.raises(ValueError, match="arm"):
         le.arm_spec("teacher", "condseg", 0, args)
@@ -32,14 +34,15 @@ def test_arm_specs_differ_only_in_the_semi_supervised_settings() -> None:
 def test_semi_settings_reach_only_the_semi_supervised_arms(capsys: pytest.CaptureFixture[str]) -> None:
     args = argparse.Namespace(
         steps=400, stage1_steps=200, eval_every=50, size=64, batch_size=8, feature_size=32, unlabeled_batch_size=3,
-        confidence_threshold=0.8, class_balanced_fraction=0.5,
+        confidence_threshold=0.8, class_balanced_fraction=0.5, negatives_per_batch=2,
     )  # fmt: skip
     for arm in le.ARMS:
         overrides = le.arm_spec(arm, "basic_unet", 0, args).overrides
-        semi = arm in ("semi", "semi_off", "semi_target", "semi_neg")
+        semi = arm in ("semi", "semi_off", "semi_target", "semi_neg", "semi_off_neg")
         assert overrides.get("unlabeled_batch_size") == (3 if semi else None), arm
         assert overrides.get("class_balanced_fraction") == (0.5 if semi else None), arm
         assert overrides.get("confidence_threshold") == (0.8 if semi else None), arm
+        assert overrides.get("negatives_per_batch") == (2 if arm.endswith("_neg") else None), arm
     with pytest.raises(SystemExit):
         le.main(["--data", "nowhere", "--out", "nowhere", "--unlabeled-batch-size", "0"])
     assert "--unlabeled-batch-size must be >= 1" in capsys.readouterr().err
