@@ -29,8 +29,9 @@ a seeded ``--known-negatives-count`` of them (:func:`split_negatives`) go into t
 (``prepare --negatives-dir``: empty masks, a fifth in validation, so the bundle's selection scores them too), the
 rest is evaluated as the ``polyp_free_heldout`` set (false alarms on frames never trained on); two arms more:
 
-- ``sup_neg`` / ``semi_neg`` / ``semi_off_neg``: ``sup`` / ``semi`` / the control ``semi_off`` on that datalist
-  (``--negatives-per-batch``: the bundle's ``negatives_per_batch``, how many of each labeled batch are negatives).
+- ``sup_neg``, ``semi_neg``, ``semi_off_neg``, ``semi_target_neg``: the arm of that name on its datalist plus the
+  known negatives (``--negatives-per-batch``: the bundle's ``negatives_per_batch``, how many of each labeled batch
+  are negatives).
 
 ``--unlabeled-dir`` adds another source of unlabeled images (``prepare --unlabeled-dir``, e.g. a hospital's own
 frames); ``--negatives-dir`` adds polyp-free frames to that pool as plain unlabeled images (what a hospital's
@@ -84,10 +85,11 @@ __all__ = [
     "summarise",
 ]
 
-NEGATIVE_ARMS = ("sup_neg", "semi_neg", "semi_off_neg")  # <arm>_neg: <arm> with the known negatives
+# <arm>_neg: <arm> on its datalist plus the known negatives (--known-negatives)
+NEGATIVE_ARMS = ("sup_neg", "semi_neg", "semi_off_neg", "semi_target_neg")
 ARMS = ("sup", "semi", "semi_off", "full", "semi_target", "target_labels", *NEGATIVE_ARMS)
-TARGET_ARMS = ("semi_target", "target_labels")
-SEMI_ARMS = ("semi", "semi_off", "semi_target", "semi_neg", "semi_off_neg")
+TARGET_ARMS = ("semi_target", "target_labels", "semi_target_neg")
+SEMI_ARMS = ("semi", "semi_off", "semi_target")  # and their _neg arms
 HELDOUT_NEGATIVES = "polyp_free_heldout"  # the cross set of the known-negatives frames not trained on
 LABELS = {"condseg": "ConDSeg (Stage 1 + 2)", "basic_unet": "MONAI BasicUNet"}
 SEMI_CONFIG = harness.REPO / "configs" / "semi_supervised.json"
@@ -99,14 +101,15 @@ def arm_spec(arm: str, network: str, seed: int, args: argparse.Namespace) -> har
     """The bundle settings of one arm (everything but the datalist)."""
     if arm not in ARMS:
         raise ValueError(f"arm must be one of {ARMS}, got {arm!r}.")
-    semi = arm in SEMI_ARMS
+    base = arm.removesuffix("_neg")
+    semi = base in SEMI_ARMS
     overrides: dict[str, Any] = {"feature_size": args.feature_size}
     for key in SEMI_SETTINGS:  # getattr: Namespaces built before an option existed
         if semi and getattr(args, key, None) is not None:
             overrides[key] = getattr(args, key)
     if arm in NEGATIVE_ARMS and getattr(args, "negatives_per_batch", None) is not None:
         overrides["negatives_per_batch"] = args.negatives_per_batch
-    if arm in ("semi_off", "semi_off_neg"):
+    if base == "semi_off":
         overrides["unsupervised_weight"] = 0.0
     return harness.TrainSpec(
         network=network,
@@ -290,20 +293,24 @@ def _datalists(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dic
     if args.target is not None:  # one cut of the hospital's frames for every fraction
         target = split_by_sequence(args.target, args.out / "target")
         target_pairs = json.loads(harness.folder_datalist(target["train"], args.out, "target_train").read_text())
-    known = getattr(args, "known_negatives", None)
+    # the same split plus the known negatives as declared negatives (the *_neg arms)
+    known = [] if getattr(args, "known_negatives", None) is None else [args.out / "known_negatives" / "train"]
     for f in args.fractions:
-        lists[str(f)] = harness.prepare_data(args, parser, [*split, "--labeled-fraction", str(f), *pool], f"frac{f:g}")
-        if known is not None:  # the same split, plus the known negatives as declared negatives
-            train_negatives = args.out / "known_negatives" / "train"
-            lists[f"{f}/neg"] = harness.prepare_data(
-                args, parser, [*split, "--labeled-fraction", str(f), *pool, "--negatives-dir", str(train_negatives)],
-                f"frac{f:g}_known_negatives",
-            )  # fmt: skip
+        subset = [*split, "--labeled-fraction", str(f), *pool]
+        lists[str(f)] = harness.prepare_data(args, parser, subset, f"frac{f:g}")
+        for train_negatives in known:
+            negatives = ["--negatives-dir", str(train_negatives)]
+            lists[f"{f}/neg"] = harness.prepare_data(args, parser, [*subset, *negatives], f"frac{f:g}_known_negatives")
         if args.target is not None:
             extra = ["--unlabeled-dir", str(target["unlabeled"])]
-            lists[f"{f}/semi_target"] = harness.prepare_data(
-                args, parser, [*split, "--labeled-fraction", str(f), *pool, *extra], f"frac{f:g}_target_unlabeled"
-            )
+            name = f"frac{f:g}_target_unlabeled"
+            lists[f"{f}/semi_target"] = harness.prepare_data(args, parser, [*subset, *extra], name)
+            for train_negatives in known:
+                negatives = ["--negatives-dir", str(train_negatives)]
+                with_negatives = [*subset, *extra, *negatives]
+                lists[f"{f}/semi_target/neg"] = harness.prepare_data(
+                    args, parser, with_negatives, f"{name}_known_negatives"
+                )
             labeled = json.loads(lists[str(f)].read_text())  # + the target's first block, labeled
             labeled["training"] = labeled["training"] + target_pairs["test"]
             path = args.out / f"frac{f:g}_target_labels.json"
@@ -316,9 +323,9 @@ def _datalist_key(arm: str, fraction: float) -> str:
     """Which of :func:`_datalists` an arm trains on."""
     if arm == "full":
         return "full"
-    if arm in TARGET_ARMS:
-        return f"{fraction}/{arm}"
-    return f"{fraction}/neg" if arm in NEGATIVE_ARMS else str(fraction)
+    base = arm.removesuffix("_neg")
+    key = f"{fraction}/{base}" if base in TARGET_ARMS else str(fraction)
+    return f"{key}/neg" if arm in NEGATIVE_ARMS else key
 
 
 def merge(folders: Sequence[Path], out: Path) -> Path:

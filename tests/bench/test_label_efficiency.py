@@ -38,7 +38,7 @@ def test_semi_settings_reach_only_the_semi_supervised_arms(capsys: pytest.Captur
     )  # fmt: skip
     for arm in le.ARMS:
         overrides = le.arm_spec(arm, "basic_unet", 0, args).overrides
-        semi = arm in ("semi", "semi_off", "semi_target", "semi_neg", "semi_off_neg")
+        semi = arm.removesuffix("_neg") in ("semi", "semi_off", "semi_target")
         assert overrides.get("unlabeled_batch_size") == (3 if semi else None), arm
         assert overrides.get("class_balanced_fraction") == (0.5 if semi else None), arm
         assert overrides.get("confidence_threshold") == (0.8 if semi else None), arm
@@ -132,14 +132,28 @@ def test_split_by_sequence_cuts_at_a_change_of_sequence(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "split" / "split.json").read_text())["cut_before"] == "6.jpg"
 
 
+def _polyp_free_folder(folder: Path, count: int) -> Path:
+    """``folder/images`` with ``count`` random 40 x 48 frames (``1.jpg`` ...), standing in for polyp-free frames."""
+    import numpy as np
+    from PIL import Image
+
+    (folder / "images").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(1, count + 1):
+        Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(folder / "images" / f"{i}.jpg")
+    return folder
+
+
 def test_target_arms_add_the_hospitals_frames(tmp_path: Path) -> None:
     data = generate_demo_dataset(tmp_path / "demo", num_train=6, num_val=2, num_test=2, image_size=(40, 48), seed=0)
     target = generate_demo_dataset(tmp_path / "hosp", num_train=6, num_val=0, num_test=0, image_size=(40, 48), seed=1)
+    free = _polyp_free_folder(tmp_path / "free", 4)
     parser = argparse.ArgumentParser()
     args = argparse.Namespace(
         data=data.parent, datalist=None, out=tmp_path / "out", val_count=2, split_seed=0, test_count=2,
-        fractions=[0.5], unlabeled_dir=[], negatives_dir=None, target=target.parent,
+        fractions=[0.5], unlabeled_dir=[], negatives_dir=None, target=target.parent, known_negatives=free,
     )  # fmt: skip
+    le.split_negatives(free, 3, 0, args.out / "known_negatives")
     lists = le._datalists(args, parser)
     base = read_datalist(lists["0.5"])
     semi = read_datalist(lists["0.5/semi_target"])
@@ -149,6 +163,11 @@ def test_target_arms_add_the_hospitals_frames(tmp_path: Path) -> None:
     assert [e.image for e in semi.training] == [e.image for e in base.training]
     assert len(semi.unlabeled) == len(base.unlabeled) + len(first)
     assert len(labels.training) == len(base.training) + len(first) and labels.test == base.test
+    semi_neg = read_datalist(lists[le._datalist_key("semi_target_neg", 0.5)])  # semi_target + the 3 negatives
+    assert [e.image for e in semi_neg.unlabeled] == [e.image for e in semi.unlabeled]
+    assert [e.image for e in semi_neg.training if not e.negative] == [e.image for e in semi.training]
+    assert sum(e.negative for s in (semi_neg.training, semi_neg.validation) for e in s) == 3
+    assert le._datalist_key("sup_neg", 0.5) == "0.5/neg" and le._datalist_key("full", 0.5) == "full"
     with pytest.raises(SystemExit):
         le.main(["--data", str(data.parent), "--out", str(tmp_path / "x"), "--arms", "semi_target"])
 
@@ -156,15 +175,8 @@ def test_target_arms_add_the_hospitals_frames(tmp_path: Path) -> None:
 def test_known_negatives_train_the_neg_arms_and_the_rest_is_evaluated(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import numpy as np
-    from PIL import Image
-
     data = generate_demo_dataset(tmp_path / "demo", num_train=6, num_val=2, num_test=2, image_size=(40, 48), seed=0)
-    free = tmp_path / "free"
-    (free / "images").mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for i in range(1, 8):
-        Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(free / "images" / f"{i}.jpg")
+    free = _polyp_free_folder(tmp_path / "free", 7)
     out = tmp_path / "le"
     base = ["--data", str(data.parent), "--out", str(out), "--val-count", "2", "--test-count", "2", *TINY]
     base += ["--models", "basic_unet", "--fractions", "0.5", "--seeds", "0", "--severities", "2"]
