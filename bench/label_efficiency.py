@@ -27,7 +27,7 @@ hospital's unlabeled frames, the second its evaluation set (reported as the ``ta
 ``--known-negatives FOLDER`` is a hospital's polyp-free frames used as what they are, frames known to hold nothing:
 a seeded ``--known-negatives-count`` of them (:func:`split_negatives`) go into the datalist as declared negatives
 (``prepare --negatives-dir``: empty masks, a fifth in validation, so the bundle's selection scores them too), the
-rest is evaluated as the ``polyp_free_heldout`` set (false alarms on frames never trained on); two arms more:
+rest is evaluated as the ``polyp_free_heldout`` set (false alarms on frames never trained on); arms:
 
 - ``sup_neg``, ``semi_neg``, ``semi_off_neg``, ``semi_target_neg``: the arm of that name on its datalist plus the
   known negatives (``--negatives-per-batch``: the bundle's ``negatives_per_batch``, how many of each labeled batch
@@ -63,6 +63,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import random
 import shutil
 import statistics
 import sys
@@ -260,8 +261,6 @@ def split_negatives(folder: Path, count: int, seed: int, out: Path) -> dict[str,
     Raises:
         ValueError: ``count`` leaves no frame on one side.
     """
-    import random
-
     images = sorted((p for p in (folder / "images").iterdir() if p.suffix.lower() in harness.IMAGE_SUFFIXES),
                     key=lambda p: (len(p.stem), p.stem))  # fmt: skip
     if not 0 < count < len(images):
@@ -293,20 +292,20 @@ def _datalists(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dic
     if args.target is not None:  # one cut of the hospital's frames for every fraction
         target = split_by_sequence(args.target, args.out / "target")
         target_pairs = json.loads(harness.folder_datalist(target["train"], args.out, "target_train").read_text())
-    # the same split plus the known negatives as declared negatives (the *_neg arms)
-    known = [] if getattr(args, "known_negatives", None) is None else [args.out / "known_negatives" / "train"]
+    # the *_neg arms: the same split plus the known negatives' training frames as declared negatives
+    negatives = []
+    if getattr(args, "known_negatives", None) is not None:
+        negatives = ["--negatives-dir", str(args.out / "known_negatives" / "train")]
     for f in args.fractions:
         subset = [*split, "--labeled-fraction", str(f), *pool]
         lists[str(f)] = harness.prepare_data(args, parser, subset, f"frac{f:g}")
-        for train_negatives in known:
-            negatives = ["--negatives-dir", str(train_negatives)]
+        if negatives:
             lists[f"{f}/neg"] = harness.prepare_data(args, parser, [*subset, *negatives], f"frac{f:g}_known_negatives")
         if args.target is not None:
             extra = ["--unlabeled-dir", str(target["unlabeled"])]
             name = f"frac{f:g}_target_unlabeled"
             lists[f"{f}/semi_target"] = harness.prepare_data(args, parser, [*subset, *extra], name)
-            for train_negatives in known:
-                negatives = ["--negatives-dir", str(train_negatives)]
+            if negatives:
                 with_negatives = [*subset, *extra, *negatives]
                 lists[f"{f}/semi_target/neg"] = harness.prepare_data(
                     args, parser, with_negatives, f"{name}_known_negatives"
@@ -419,8 +418,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"as '{HELDOUT_NEGATIVES}' already."
             )
     if args.presize:  # the runs read small copies: the same resized images, without decoding the originals each time
-        folders = {"data": args.data, "negatives": args.negatives_dir, "target": args.target}
-        folders["known_negatives"] = args.known_negatives
+        folders = {
+            "data": args.data,
+            "negatives": args.negatives_dir,
+            "target": args.target,
+            "known_negatives": args.known_negatives,
+        }
         small = harness.presized_folders(folders, args.size, args.out)
         args.data, args.negatives_dir, args.target = small["data"], small["negatives"], small["target"]
         args.known_negatives = small["known_negatives"]
