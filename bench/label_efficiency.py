@@ -24,6 +24,10 @@ hospital's unlabeled frames, the second its evaluation set (reported as the ``ta
 - ``target_labels``: ``sup`` with the target's first block *labeled* (what annotating them would give: the ceiling
   of the adaptation).
 
+``--target-validation N`` sets the last whole sequences of the target's first block (``N`` to ``2N`` frames) aside,
+labeled, and adds them to every arm's validation split: the bundle then selects on the hospital's frames too, as
+the recipe in docs/training.md tells a hospital to do (they are neither trained on nor reported).
+
 ``--known-negatives FOLDER`` is a hospital's polyp-free frames used as what they are, frames known to hold nothing:
 a seeded ``--known-negatives-count`` of them (:func:`split_negatives`) go into the datalist as declared negatives
 (``prepare --negatives-dir``: empty masks, a fifth in validation, so the bundle's selection scores them too), the
@@ -213,15 +217,21 @@ def summarise(runs: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join(lines).strip()
 
 
-def split_by_sequence(folder: Path, out: Path) -> dict[str, Path]:
-    """Cut a folder of video frames (numeric stems, consecutive within a sequence) into two blocks of whole sequences.
+def split_by_sequence(folder: Path, out: Path, validation: int = 0) -> dict[str, Path]:
+    """Cut a folder of video frames (numeric stems, consecutive within a sequence) into blocks of whole sequences.
 
     The cut is the largest change between consecutive frames (mean absolute difference of 32 x 32 grey thumbnails)
-    within the middle third of the frames: a change of sequence, so no sequence has frames on both sides.
+    within the middle third of the frames: a change of sequence, so no sequence has frames on both sides. With
+    ``validation`` > 0 the first block's last sequences (``validation`` to ``2 x validation`` frames, cut the same
+    way) are set aside as the hospital's labeled validation frames.
 
     Returns:
         ``{"unlabeled": flat folder of the first block's images, "train": folder (images/, masks/) of the first
-        block, "eval": folder of the second block}`` (symbolic links under ``out``), written once.
+        block, "eval": folder of the second block}`` and, with ``validation``, ``"validation"`` (images/, masks/)
+        (symbolic links under ``out``), written once.
+
+    Raises:
+        ValueError: ``out`` holds a split made with another ``validation``, or the first block is too short.
     """
     import numpy as np
     from PIL import Image
@@ -230,22 +240,36 @@ def split_by_sequence(folder: Path, out: Path) -> dict[str, Path]:
                     key=lambda p: (len(p.stem), p.stem))  # fmt: skip
     masks = {p.stem: p for p in (folder / "masks").iterdir()}
     dirs = {"unlabeled": out / "unlabeled", "train": out / "train", "eval": out / "eval"}
-    if not (out / "split.json").is_file():
-        thumbs = [np.asarray(Image.open(p).convert("L").resize((32, 32)), dtype=np.float32) for p in images]
-        diffs = [float(np.abs(a - b).mean()) for a, b in zip(thumbs, thumbs[1:])]  # diffs[i]: frame i -> i + 1
-        lo, hi = len(images) // 3, 2 * len(images) // 3
-        cut = max(range(lo, hi), key=lambda i: diffs[i]) + 1
-        for name, block in (("train", images[:cut]), ("eval", images[cut:])):
-            for sub in ("images", "masks"):
-                (dirs[name] / sub).mkdir(parents=True, exist_ok=True)
-            for img in block:
-                (dirs[name] / "images" / img.name).symlink_to(img.resolve())
-                (dirs[name] / "masks" / masks[img.stem].name).symlink_to(masks[img.stem].resolve())
-        dirs["unlabeled"].mkdir(parents=True, exist_ok=True)
-        for img in images[:cut]:
-            (dirs["unlabeled"] / img.name).symlink_to(img.resolve())
-        record = {"cut_before": images[cut].name, "first_block": cut, "second_block": len(images) - cut}
-        (out / "split.json").write_text(json.dumps({**record, "change_at_cut": diffs[cut - 1]}))
+    if validation:
+        dirs["validation"] = out / "validation"
+    if (out / "split.json").is_file():
+        made_with = json.loads((out / "split.json").read_text()).get("validation", 0)
+        if made_with != validation:
+            raise ValueError(f"'{out}' holds a split with {made_with} validation frames, not {validation}.")
+        return dirs
+    thumbs = [np.asarray(Image.open(p).convert("L").resize((32, 32)), dtype=np.float32) for p in images]
+    diffs = [float(np.abs(a - b).mean()) for a, b in zip(thumbs, thumbs[1:])]  # diffs[i]: frame i -> i + 1
+    lo, hi = len(images) // 3, 2 * len(images) // 3
+    cut = max(range(lo, hi), key=lambda i: diffs[i]) + 1
+    val_cut = cut
+    if validation:  # the validation frames: cut_val..cut, between validation and 2 x validation frames
+        if cut - 2 * validation < 1:
+            raise ValueError(f"the first block has {cut} frames: too few for {validation} validation frames.")
+        val_cut = max(range(cut - 2 * validation - 1, cut - validation), key=lambda i: diffs[i]) + 1
+    blocks = {"train": images[:val_cut], "eval": images[cut:], "validation": images[val_cut:cut]}
+    for name in dirs.keys() - {"unlabeled"}:
+        for sub in ("images", "masks"):
+            (dirs[name] / sub).mkdir(parents=True, exist_ok=True)
+        for img in blocks[name]:
+            (dirs[name] / "images" / img.name).symlink_to(img.resolve())
+            (dirs[name] / "masks" / masks[img.stem].name).symlink_to(masks[img.stem].resolve())
+    dirs["unlabeled"].mkdir(parents=True, exist_ok=True)
+    for img in blocks["train"]:
+        (dirs["unlabeled"] / img.name).symlink_to(img.resolve())
+    record = {"cut_before": images[cut].name, "first_block": cut, "second_block": len(images) - cut}
+    if validation:
+        record |= {"validation": validation, "validation_frames": [p.name for p in blocks["validation"]]}
+    (out / "split.json").write_text(json.dumps({**record, "change_at_cut": diffs[cut - 1]}))
     return dirs
 
 
@@ -290,7 +314,10 @@ def _datalists(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dic
         pool += ["--unlabeled-dir", str(flat)]
     lists = {"full": harness.prepare_data(args, parser, split, name="full")}
     if args.target is not None:  # one cut of the hospital's frames for every fraction
-        target = split_by_sequence(args.target, args.out / "target")
+        try:
+            target = split_by_sequence(args.target, args.out / "target", getattr(args, "target_validation", None) or 0)
+        except ValueError as e:
+            parser.error(str(e))
         target_pairs = json.loads(harness.folder_datalist(target["train"], args.out, "target_train").read_text())
     # the *_neg arms: the same split plus the known negatives' training frames as declared negatives
     negatives = []
@@ -315,6 +342,13 @@ def _datalists(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dic
             path = args.out / f"frac{f:g}_target_labels.json"
             harness.write_results(labeled, path)
             lists[f"{f}/target_labels"] = path
+    if args.target is not None and "validation" in target:  # every arm selects on the hospital's frames too
+        frames = json.loads(harness.folder_datalist(target["validation"], args.out, "target_validation").read_text())
+        for key, path in lists.items():
+            datalist = json.loads(path.read_text())
+            datalist["validation"] = datalist.get("validation", []) + frames["test"]
+            lists[key] = path.with_name(f"{path.stem}_target_validation.json")
+            harness.write_results(datalist, lists[key])
     return lists
 
 
@@ -384,6 +418,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--cross", nargs="*", default=[], metavar="NAME=FOLDER", help="sets evaluated, not trained")
     parser.add_argument("--target", type=Path, default=None, help="a hospital's own frames (see split_by_sequence)")
     parser.add_argument(
+        "--target-validation", type=int, default=None, help="--target: its labeled frames added to every validation"
+    )
+    parser.add_argument(
         "--presize", action="store_true", help="resize every folder once to --size first (harness.presized_folder)"
     )
     parser.add_argument("--keep-checkpoints", action="store_true", help="keep latest.pt and Stage 1's models too")
@@ -406,6 +443,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     cross = harness.parse_cross(args.cross, parser)
     if any(a in TARGET_ARMS for a in args.arms) and args.target is None:
         parser.error(f"the arms {TARGET_ARMS} need --target.")
+    if args.target_validation is not None and (args.target is None or args.target_validation < 1):
+        parser.error(f"--target-validation needs --target and must be >= 1, got {args.target_validation}.")
     if any(a in NEGATIVE_ARMS for a in args.arms) and args.known_negatives is None:
         parser.error(f"the arms {NEGATIVE_ARMS} need --known-negatives.")
     if args.known_negatives is not None:

@@ -130,6 +130,32 @@ def test_split_by_sequence_cuts_at_a_change_of_sequence(tmp_path: Path) -> None:
     assert sorted(int(p.stem) for p in dirs["unlabeled"].iterdir()) == first
     assert sorted(p.name for p in (dirs["eval"] / "masks").iterdir()) == sorted(f"{i}.png" for i in second)
     assert json.loads((tmp_path / "split" / "split.json").read_text())["cut_before"] == "6.jpg"
+    with pytest.raises(ValueError, match="holds a split with 0 validation frames"):
+        le.split_by_sequence(folder, tmp_path / "split", validation=2)
+
+
+def test_split_by_sequence_sets_whole_sequences_aside_for_validation(tmp_path: Path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    folder = tmp_path / "hospital"
+    (folder / "images").mkdir(parents=True)
+    (folder / "masks").mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(1, 19):  # three "sequences": frames 1-6, 7-9, 10-18
+        base = 40 if i <= 6 else 120 if i <= 9 else 200
+        img = np.clip(base + rng.integers(-5, 6, (24, 24, 3)), 0, 255).astype(np.uint8)
+        Image.fromarray(img).save(folder / "images" / f"{i}.jpg")
+        Image.fromarray(np.zeros((24, 24), np.uint8)).save(folder / "masks" / f"{i}.png")
+    dirs = le.split_by_sequence(folder, tmp_path / "split", validation=3)
+    stems = {
+        k: sorted(int(p.stem) for p in (d / "images" if k != "unlabeled" else d).iterdir()) for k, d in dirs.items()
+    }
+    first = [1, 2, 3, 4, 5, 6]
+    assert stems == {"train": first, "unlabeled": first, "validation": [7, 8, 9], "eval": list(range(10, 19))}
+    assert sorted(p.name for p in (dirs["validation"] / "masks").iterdir()) == ["7.png", "8.png", "9.png"]
+    with pytest.raises(ValueError, match="too few"):
+        le.split_by_sequence(folder, tmp_path / "other", validation=5)
 
 
 def _polyp_free_folder(folder: Path, count: int) -> Path:
@@ -168,6 +194,19 @@ def test_target_arms_add_the_hospitals_frames(tmp_path: Path) -> None:
     assert [e.image for e in semi_neg.training if not e.negative] == [e.image for e in semi.training]
     assert sum(e.negative for s in (semi_neg.training, semi_neg.validation) for e in s) == 3
     assert le._datalist_key("sup_neg", 0.5) == "0.5/neg" and le._datalist_key("full", 0.5) == "full"
+
+    # --target-validation: the hospital's validation frames are in every arm's validation split, in no training
+    args.out, args.target_validation = tmp_path / "out_val", 1
+    le.split_negatives(free, 3, 0, args.out / "known_negatives")
+    with_val = le._datalists(args, parser)
+    held = sorted(p.resolve() for p in (args.out / "target" / "validation" / "images").iterdir())
+    assert 1 <= len(held) <= 2 and set(with_val) == set(lists)
+    for key, path in with_val.items():
+        got, before = read_datalist(path), read_datalist(lists[key])
+        assert sorted(Path(e.image).resolve() for e in got.validation[len(before.validation) :]) == held, key
+        assert [e.image for e in got.validation[: len(before.validation)]] == [e.image for e in before.validation]
+        trained = [Path(e.image).resolve() for s in (got.training, got.unlabeled) for e in s]
+        assert not set(held) & set(trained), key
     with pytest.raises(SystemExit):
         le.main(["--data", str(data.parent), "--out", str(tmp_path / "x"), "--arms", "semi_target"])
 
