@@ -252,7 +252,7 @@ def split_by_sequence(folder: Path, out: Path, validation: int = 0) -> dict[str,
     lo, hi = len(images) // 3, 2 * len(images) // 3
     cut = max(range(lo, hi), key=lambda i: diffs[i]) + 1
     val_cut = cut
-    if validation:  # the validation frames: cut_val..cut, between validation and 2 x validation frames
+    if validation:  # the validation frames: val_cut..cut, between validation and 2 x validation frames
         if cut - 2 * validation < 1:
             raise ValueError(f"the first block has {cut} frames: too few for {validation} validation frames.")
         val_cut = max(range(cut - 2 * validation - 1, cut - validation), key=lambda i: diffs[i]) + 1
