@@ -217,6 +217,12 @@ def summarise(runs: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join(lines).strip()
 
 
+def _frames(folder: Path) -> list[Path]:
+    """The images of ``folder/images`` in frame order (numeric stems sort by value: ``2`` before ``10``)."""
+    images = (p for p in (folder / "images").iterdir() if p.suffix.lower() in harness.IMAGE_SUFFIXES)
+    return sorted(images, key=lambda p: (len(p.stem), p.stem))
+
+
 def split_by_sequence(folder: Path, out: Path, validation: int = 0) -> dict[str, Path]:
     """Cut a folder of video frames (numeric stems, consecutive within a sequence) into blocks of whole sequences.
 
@@ -236,17 +242,16 @@ def split_by_sequence(folder: Path, out: Path, validation: int = 0) -> dict[str,
     import numpy as np
     from PIL import Image
 
-    images = sorted((p for p in (folder / "images").iterdir() if p.suffix.lower() in harness.IMAGE_SUFFIXES),
-                    key=lambda p: (len(p.stem), p.stem))  # fmt: skip
-    masks = {p.stem: p for p in (folder / "masks").iterdir()}
     dirs = {"unlabeled": out / "unlabeled", "train": out / "train", "eval": out / "eval"}
     if validation:
         dirs["validation"] = out / "validation"
-    if (out / "split.json").is_file():
+    if (out / "split.json").is_file():  # written once: the folder is not read again
         made_with = json.loads((out / "split.json").read_text()).get("validation", 0)
         if made_with != validation:
             raise ValueError(f"'{out}' holds a split with {made_with} validation frames, not {validation}.")
         return dirs
+    images = _frames(folder)
+    masks = {p.stem: p for p in (folder / "masks").iterdir()}
     thumbs = [np.asarray(Image.open(p).convert("L").resize((32, 32)), dtype=np.float32) for p in images]
     diffs = [float(np.abs(a - b).mean()) for a, b in zip(thumbs, thumbs[1:])]  # diffs[i]: frame i -> i + 1
     lo, hi = len(images) // 3, 2 * len(images) // 3
@@ -285,8 +290,7 @@ def split_negatives(folder: Path, count: int, seed: int, out: Path) -> dict[str,
     Raises:
         ValueError: ``count`` leaves no frame on one side.
     """
-    images = sorted((p for p in (folder / "images").iterdir() if p.suffix.lower() in harness.IMAGE_SUFFIXES),
-                    key=lambda p: (len(p.stem), p.stem))  # fmt: skip
+    images = _frames(folder)
     if not 0 < count < len(images):
         raise ValueError(f"--known-negatives-count must be in 1..{len(images) - 1} for '{folder}', got {count}.")
     dirs = {"train": out / "train", "heldout": out / "heldout"}
