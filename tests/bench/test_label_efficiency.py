@@ -52,6 +52,9 @@ def test_semi_settings_reach_only_the_semi_supervised_arms(capsys: pytest.Captur
     with pytest.raises(SystemExit):
         le.main(["--data", "nowhere", "--out", "nowhere", "--confidence-threshold", "0.3"])
     assert "--confidence-threshold must be in [0.5, 1]" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        le.main(["--data", "nowhere", "--out", "nowhere", "--arms", "sup", "--target-validation", "3"])
+    assert "--target-validation needs --target" in capsys.readouterr().err
 
 
 def test_gap_closed() -> None:
