@@ -99,7 +99,7 @@ HELDOUT_NEGATIVES = "polyp_free_heldout"  # the cross set of the known-negatives
 LABELS = {"condseg": "ConDSeg (Stage 1 + 2)", "basic_unet": "MONAI BasicUNet"}
 SEMI_CONFIG = harness.REPO / "configs" / "semi_supervised.json"
 # bundle settings the semi arms may override (--unlabeled-batch-size, ...)
-SEMI_SETTINGS = ("unlabeled_batch_size", "confidence_threshold", "class_balanced_fraction")
+SEMI_SETTINGS = ("unlabeled_batch_size", "confidence_threshold", "class_balanced_fraction", "background_fraction")
 
 
 def arm_spec(arm: str, network: str, seed: int, args: argparse.Namespace) -> harness.TrainSpec:
@@ -407,6 +407,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--class-balanced-fraction", type=float, default=None, help="semi arms: the bundle's class_balanced_fraction"
     )
+    parser.add_argument(
+        "--background-fraction", type=float, default=None, help="semi arms: the bundle's background_fraction"
+    )
     parser.add_argument("--severities", type=int, nargs="+", default=[2], help="corruption severities (1..3)")
     parser.add_argument("--unlabeled-dir", type=Path, nargs="*", default=[], help="more unlabeled images (flat)")
     parser.add_argument("--negatives-dir", type=Path, default=None, help="polyp-free frames (DIR/images) unlabeled")
@@ -437,6 +440,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--confidence-threshold must be in [0.5, 1], got {args.confidence_threshold}.")
     if args.class_balanced_fraction is not None and not 0 < args.class_balanced_fraction <= 1:
         parser.error(f"--class-balanced-fraction must be in (0, 1], got {args.class_balanced_fraction}.")
+    if args.background_fraction is not None and not 0 < args.background_fraction <= 1:
+        parser.error(f"--background-fraction must be in (0, 1], got {args.background_fraction}.")
     if not all(0 < f < 1 for f in args.fractions):
         parser.error(f"--fractions must be in (0, 1), got {args.fractions}.")
     try:

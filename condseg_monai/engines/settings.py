@@ -97,6 +97,9 @@ class TrainingSettings(BaseModel):
     class_balanced_fraction: float | None = Field(
         gt=0, le=1, description="also the most confident share of each class's pixels; null: the threshold alone"
     )
+    background_fraction: float | None = Field(
+        gt=0, le=1, description="also the most confident share of the background pixels; null: the threshold alone"
+    )
     unsupervised_weight: float = Field(ge=0, description="weight of the unlabeled loss after the ramp-up")
     rampup_epochs: float | None = Field(ge=0, description="sigmoid ramp-up length; null: 20 % of max_epochs")
     unlabeled_ratio: int = Field(ge=1, description="unlabeled batches drawn per labeled batch")

@@ -62,7 +62,10 @@ def mask_logits(pred: torch.Tensor) -> torch.Tensor:
 
 
 def pseudo_label(
-    logits: torch.Tensor, threshold: float, class_balanced_fraction: float | None = None
+    logits: torch.Tensor,
+    threshold: float,
+    class_balanced_fraction: float | None = None,
+    background_fraction: float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Hard pseudo-label and confidence mask from (teacher) logits, without gradient.
 
@@ -72,13 +75,16 @@ def pseudo_label(
     ``threshold`` says: class-balanced self-training (Zou et al., ECCV 2018), meant for a short-trained teacher
     that is confident only on the foreground. The quota always gives both classes targets, but it also admits the
     teacher's unsure foreground pixels; in the label-efficiency benchmark it made the student mark more, not less,
-    and cost accuracy (docs/training.md, ``class_balanced_fraction``), so the bundle leaves it off. It runs on the
-    device (sorts, no host synchronisation).
+    and cost accuracy (docs/training.md, ``class_balanced_fraction``), so the bundle leaves it off. A background
+    fraction ``g`` applies the same quota to the background class only: the teacher's most confident
+    ``ceil(g x n_bg)`` background pixels get a (background) target, while foreground still needs ``threshold``.
+    Both run on the device (sorts, no host synchronisation).
 
     Args:
         logits: ``(B, C, H, W)`` logits.
         threshold: confidence threshold in [0.5, 1] (``0.5`` keeps every pixel).
         class_balanced_fraction: per-class quota in ``(0, 1]``, or ``None`` for the threshold alone.
+        background_fraction: background-only quota in ``(0, 1]``, or ``None`` for the threshold alone.
 
     Returns:
         ``(target, confident)``: float tensors of ``logits``' shape with values in {0, 1}.
@@ -89,17 +95,22 @@ def pseudo_label(
     score = torch.maximum(p, 1.0 - p)
     confident = score >= threshold
     if class_balanced_fraction is not None:
-        confident = confident | _class_quota(score, logits > 0, _check_fraction(class_balanced_fraction))
+        fraction = _check_fraction(class_balanced_fraction, "class_balanced_fraction")
+        confident = confident | _class_quota(score, logits > 0, fraction)
+    if background_fraction is not None:
+        fraction = _check_fraction(background_fraction, "background_fraction")
+        confident = confident | _class_quota(score, logits > 0, fraction, foreground=False)
     return target, confident.to(logits.dtype)
 
 
-def _class_quota(score: torch.Tensor, positive: torch.Tensor, fraction: float) -> torch.Tensor:
-    """The top ``ceil(fraction x n_k)`` scores of each class ``k`` (``positive`` false / true), per channel."""
+def _class_quota(score: torch.Tensor, positive: torch.Tensor, fraction: float, foreground: bool = True) -> torch.Tensor:
+    """The top ``ceil(fraction x n_k)`` scores of each class ``k`` (``positive`` false / true), per channel;
+    ``foreground=False``: of the background class only."""
     channels = score.shape[1]
     flat_score = score.transpose(0, 1).reshape(channels, -1)
     flat_positive = positive.transpose(0, 1).reshape(channels, -1)
     chosen = torch.zeros_like(flat_positive)
-    for member in (~flat_positive, flat_positive):
+    for member in (~flat_positive, flat_positive) if foreground else (~flat_positive,):
         count = member.sum(dim=1, keepdim=True)
         # scores are in [0.5, 1]: -1 puts the other class last in the descending sort
         ranked = torch.where(member, flat_score, -1.0).sort(dim=1, descending=True).values
@@ -128,9 +139,9 @@ def _masked_dice_bce(
     return bce + dice_weight * dice
 
 
-def _check_fraction(fraction: float) -> float:
+def _check_fraction(fraction: float, name: str) -> float:
     if not 0.0 < float(fraction) <= 1.0:
-        raise ValueError(f"class_balanced_fraction must be in (0, 1] (a share of each class's pixels), got {fraction}.")
+        raise ValueError(f"{name} must be in (0, 1] (a share of a class's pixels), got {fraction}.")
     return float(fraction)
 
 
@@ -163,9 +174,12 @@ class ConfidentPseudoLabelLoss(_Loss):
         smooth: Dice smoothing constant.
         class_balanced_fraction: also use the most confident share of each class's pixels (see
             :func:`pseudo_label`), in ``(0, 1]``; ``None`` (default): the threshold alone.
+        background_fraction: also use the most confident share of the pixels the teacher calls background
+            (see :func:`pseudo_label`), in ``(0, 1]``; ``None`` (default): the threshold alone.
 
     Raises:
-        ValueError: ``threshold`` outside [0.5, 1] or ``class_balanced_fraction`` outside (0, 1].
+        ValueError: ``threshold`` outside [0.5, 1], ``class_balanced_fraction`` or ``background_fraction``
+            outside (0, 1].
 
     Example::
 
@@ -182,11 +196,17 @@ class ConfidentPseudoLabelLoss(_Loss):
         complementarity_weight: float = 0.0,
         smooth: float = 1.0,
         class_balanced_fraction: float | None = None,
+        background_fraction: float | None = None,
     ) -> None:
         super().__init__()
         self.threshold = _check_threshold(threshold)
         self.class_balanced_fraction = (
-            None if class_balanced_fraction is None else _check_fraction(class_balanced_fraction)
+            None
+            if class_balanced_fraction is None
+            else _check_fraction(class_balanced_fraction, "class_balanced_fraction")
+        )
+        self.background_fraction = (
+            None if background_fraction is None else _check_fraction(background_fraction, "background_fraction")
         )
         self.dice_weight = float(dice_weight)
         self.aux_weight = float(aux_weight)
@@ -223,7 +243,9 @@ class ConfidentPseudoLabelLoss(_Loss):
         maps = split_stacked(pred, CONDSEG_MAPS)
         teacher = mask_logits(teacher_logits)
         check_same_shape(maps[0], teacher, "pred mask", "teacher_logits")
-        pseudo, confident = pseudo_label(teacher, self.threshold, self.class_balanced_fraction)
+        pseudo, confident = pseudo_label(
+            teacher, self.threshold, self.class_balanced_fraction, self.background_fraction
+        )
         self.confident_fraction = confident.mean()
         if (target is None) != (region is None):
             raise ValueError("target and region must be given together (bidirectional copy-paste).")

@@ -256,6 +256,7 @@ def test_settings_errors_name_the_key() -> None:
         "ema_decay": 1.0,
         "confidence_threshold": 0.3,
         "class_balanced_fraction": 0.0,
+        "background_fraction": 1.5,
         "unsupervised_weight": -1.0,
         "rampup_epochs": -2,
         "unlabeled_ratio": 0,
@@ -278,11 +279,13 @@ def test_epoch_length_sets_the_epochs_and_the_ramp_up(tmp_path: Path, semi_datal
         epoch_length=5,
         max_epochs=1,
         class_balanced_fraction=0.5,
+        background_fraction=0.25,
         **TINY_BASIC_UNET,
     )
     wf.initialize()
     trainer = wf.parser.get_parsed_content("train#trainer")
     assert trainer.unsupervised_loss.class_balanced_fraction == 0.5
+    assert trainer.unsupervised_loss.background_fraction == 0.25
     assert trainer.state.epoch_length == 5 and len(wf.parser.get_parsed_content("train#dataloader")) != 5
     assert trainer.rampup_iterations == 1  # 20 % of 1 epoch of 5 iterations
     unlabeled_loader = wf.parser.get_parsed_content("unlabeled#dataloader")

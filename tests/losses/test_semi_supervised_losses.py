@@ -79,12 +79,37 @@ def test_class_balanced_fraction_counts_per_channel_over_the_batch() -> None:
     assert only_fg.all()  # four tied foreground scores: ties are included
 
 
+def test_background_fraction_adds_background_targets_only() -> None:
+    """The background quota never admits an unsure foreground pixel (the class-balanced quota does)."""
+    # p = .99 (foreground, over 0.95); .7, .6 unsure foreground; background 1 - p = .9, .8, .7, .6
+    logits = torch.tensor([4.6, 0.85, 0.41, -2.2, -1.4, -0.85, -0.41]).view(1, 1, 1, 7)
+    target, confident = pseudo_label(logits, 0.95, background_fraction=0.5)
+    # ceil(0.5 x 4) = 2 most confident background pixels; the unsure foreground stays without a target
+    assert confident.flatten().tolist() == [1, 0, 0, 1, 1, 0, 0]
+    assert torch.equal(target, pseudo_label(logits, 0.95)[0]), "the quota never changes the pseudo-label"
+    _, balanced = pseudo_label(logits, 0.95, class_balanced_fraction=0.5)
+    assert balanced.flatten().tolist() == [1, 1, 0, 1, 1, 0, 0]  # ceil(0.5 x 3) = 2 foreground: one unsure
+    _, every_bg = pseudo_label(logits, 1.0, background_fraction=1.0)  # threshold 1: the quota alone
+    assert every_bg.flatten().tolist() == [0, 0, 0, 1, 1, 1, 1]
+    # no background pixel at all: nothing selected, no failure
+    assert not pseudo_label(torch.full((1, 1, 2, 2), 2.0), 1.0, background_fraction=0.5)[1].any()
+
+
+def test_loss_uses_the_background_pixels() -> None:
+    teacher = torch.tensor([4.6, 0.85, -2.2, -1.4, -0.85, -0.41]).view(1, 1, 1, 6)
+    student = torch.zeros(1, 1, 1, 6)
+    loss = ConfidentPseudoLabelLoss(threshold=0.95, background_fraction=0.5, dice_weight=0.0)
+    assert loss(student, teacher).item() == pytest.approx(3 * math.log(2) / 6, rel=1e-6)  # BCE at p=.5 on 3 of 6
+    assert loss.confident_fraction.item() == pytest.approx(3 / 6)
+
+
+@pytest.mark.parametrize("name", ["class_balanced_fraction", "background_fraction"])
 @pytest.mark.parametrize("fraction", [0.0, -0.1, 1.5])
-def test_bad_class_balanced_fraction(fraction: float) -> None:
-    with pytest.raises(ValueError, match="class_balanced_fraction"):
-        ConfidentPseudoLabelLoss(class_balanced_fraction=fraction)
-    with pytest.raises(ValueError, match="class_balanced_fraction"):
-        pseudo_label(torch.zeros(1, 1, 2, 2), 0.9, fraction)
+def test_bad_fraction(name: str, fraction: float) -> None:
+    with pytest.raises(ValueError, match=name):
+        ConfidentPseudoLabelLoss(**{name: fraction})
+    with pytest.raises(ValueError, match=name):
+        pseudo_label(torch.zeros(1, 1, 2, 2), 0.9, **{name: fraction})
 
 
 def test_loss_uses_the_class_balanced_pixels() -> None:
