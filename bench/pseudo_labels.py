@@ -41,7 +41,10 @@ from condseg_monai.engines import unlabeled_batch_size
 from condseg_monai.losses import mask_logits, pseudo_label
 from condseg_monai.transforms import condseg_eval_transforms
 
-__all__ = ["main", "pseudo_label_quality", "read_set", "semi_defaults"]
+__all__ = ["RULE_SETTINGS", "main", "pseudo_label_quality", "read_set", "semi_defaults"]
+
+# the bundle settings that decide which pixels get a pseudo-label
+RULE_SETTINGS = ("confidence_threshold", "class_balanced_fraction", "background_fraction")
 
 
 def read_set(spec: str, out: Path, name: str) -> list[dict[str, Any]]:
@@ -75,10 +78,11 @@ def pseudo_label_quality(
     threshold: float,
     batch_size: int = 16,
     class_balanced_fraction: float | None = None,
+    background_fraction: float | None = None,
 ) -> dict[str, float]:
     """Confident share, accuracy and foreground shares (fractions in [0, 1]) of ``network``'s pseudo-labels.
 
-    The class-balanced quota counts per batch of ``batch_size`` images, as in training.
+    The quotas count per batch of ``batch_size`` images, as in training.
     """
     prep = condseg_eval_transforms(size, track_meta=False)
     network.eval()
@@ -87,7 +91,8 @@ def pseudo_label_quality(
         items = [prep(dict(e)) for e in entries[start : start + batch_size]]
         image = torch.stack([i["image"] for i in items])
         truth = torch.stack([i["label"] for i in items]) > 0.5
-        target, confident = pseudo_label(mask_logits(network(image)), threshold, class_balanced_fraction)
+        logits = mask_logits(network(image))
+        target, confident = pseudo_label(logits, threshold, class_balanced_fraction, background_fraction)
         confident, target = confident > 0.5, target > 0.5
         counts["pixels"] += confident.numel()
         counts["confident"] += int(confident.sum())
@@ -106,11 +111,11 @@ def pseudo_label_quality(
 
 
 def semi_defaults() -> dict[str, Any]:
-    """``confidence_threshold`` and ``class_balanced_fraction`` of a semi-supervised bundle run with its defaults
+    """The pseudo-label settings (``RULE_SETTINGS``) of a semi-supervised bundle run with its defaults
     (``configs/semi_supervised.json`` over ``bundle/configs/train.json``)."""
     train = json.loads((harness.REPO / "bundle" / "configs" / "train.json").read_text())
     settings = {**train, **json.loads((harness.REPO / "configs" / "semi_supervised.json").read_text())}
-    return {key: settings[key] for key in ("confidence_threshold", "class_balanced_fraction")}
+    return {key: settings[key] for key in RULE_SETTINGS}
 
 
 def _pairs(items: Sequence[str], option: str) -> dict[str, str]:
@@ -139,17 +144,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--threshold", type=float, default=None, help="default: the semi-supervised run's")
     parser.add_argument("--class-balanced-fraction", type=float, default=None, help="default: the run's")
+    parser.add_argument("--background-fraction", type=float, default=None, help="default: the run's")
     parser.add_argument("--batch-size", type=int, default=unlabeled_batch_size(8), help="unlabeled images per batch")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     defaults = semi_defaults()
     threshold = defaults["confidence_threshold"] if args.threshold is None else args.threshold
-    fraction = args.class_balanced_fraction
-    fraction = defaults["class_balanced_fraction"] if fraction is None else fraction
+    fractions = {}
+    for key in ("class_balanced_fraction", "background_fraction"):
+        value = getattr(args, key)
+        fractions[key] = defaults[key] if value is None else value
+        if fractions[key] is not None and not 0 < fractions[key] <= 1:
+            parser.error(f"--{key.replace('_', '-')} must be in (0, 1], got {fractions[key]}.")
     if not 0.5 <= threshold <= 1:
         parser.error(f"--threshold must be in [0.5, 1], got {threshold}.")
-    if fraction is not None and not 0 < fraction <= 1:
-        parser.error(f"--class-balanced-fraction must be in (0, 1], got {fraction}.")
     if args.batch_size < 1:
         parser.error(f"--batch-size must be >= 1, got {args.batch_size}.")
     args.out.mkdir(parents=True, exist_ok=True)
@@ -162,17 +170,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not Path(path).is_file():
             parser.error(f"--ckpt {name}: '{path}' does not exist.")
     results = {c: {s: pseudo_label_quality(_network(args.network, Path(p)), e, args.size, threshold, args.batch_size,
-                                           fraction)
+                                           **fractions)
                    for s, e in sets.items()} for c, p in ckpts.items()}  # fmt: skip
     head = "| checkpoint | set | images | confident | accuracy | wrong | fg_pseudo | fg_true |"
-    rule = f"Threshold {threshold}, class-balanced fraction {fraction}, batches of {args.batch_size}."
+    rule = (
+        f"Threshold {threshold}, class-balanced fraction {fractions['class_balanced_fraction']}, background fraction"
+        f" {fractions['background_fraction']}, batches of {args.batch_size}."
+    )
     lines = [rule, "", head, "|" + "---|" * 8]
     for c, per_set in results.items():
         for s, r in per_set.items():
             cells = [f"{100 * r[k]:.1f}" for k in ("confident", "accuracy")] + [f"{100 * r['wrong']:.2f}"]
             cells += [f"{100 * r[k]:.1f}" for k in ("fg_pseudo", "fg_true")]
             lines.append(f"| {c} | {s} | {r['images']} | " + " | ".join(cells) + " |")
-    settings = {"threshold": threshold, "class_balanced_fraction": fraction, "batch_size": args.batch_size}
+    settings = {"threshold": threshold, **fractions, "batch_size": args.batch_size}
     harness.write_results({**settings, "results": results}, args.out / "results.json")
     (args.out / "results.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines), flush=True)

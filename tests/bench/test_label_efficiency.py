@@ -34,13 +34,14 @@ def test_arm_specs_differ_only_in_the_semi_supervised_settings() -> None:
 def test_semi_settings_reach_only_the_semi_supervised_arms(capsys: pytest.CaptureFixture[str]) -> None:
     args = argparse.Namespace(
         steps=400, stage1_steps=200, eval_every=50, size=64, batch_size=8, feature_size=32, unlabeled_batch_size=3,
-        confidence_threshold=0.8, class_balanced_fraction=0.5, negatives_per_batch=2,
+        confidence_threshold=0.8, class_balanced_fraction=0.5, background_fraction=0.25, negatives_per_batch=2,
     )  # fmt: skip
     for arm in le.ARMS:
         overrides = le.arm_spec(arm, "basic_unet", 0, args).overrides
         semi = arm.removesuffix("_neg") in ("semi", "semi_off", "semi_target")
         assert overrides.get("unlabeled_batch_size") == (3 if semi else None), arm
         assert overrides.get("class_balanced_fraction") == (0.5 if semi else None), arm
+        assert overrides.get("background_fraction") == (0.25 if semi else None), arm
         assert overrides.get("confidence_threshold") == (0.8 if semi else None), arm
         assert overrides.get("negatives_per_batch") == (2 if arm.endswith("_neg") else None), arm
     with pytest.raises(SystemExit):
@@ -49,6 +50,9 @@ def test_semi_settings_reach_only_the_semi_supervised_arms(capsys: pytest.Captur
     with pytest.raises(SystemExit):
         le.main(["--data", "nowhere", "--out", "nowhere", "--class-balanced-fraction", "0"])
     assert "--class-balanced-fraction must be in (0, 1]" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        le.main(["--data", "nowhere", "--out", "nowhere", "--background-fraction", "1.5"])
+    assert "--background-fraction must be in (0, 1]" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         le.main(["--data", "nowhere", "--out", "nowhere", "--confidence-threshold", "0.3"])
     assert "--confidence-threshold must be in [0.5, 1]" in capsys.readouterr().err

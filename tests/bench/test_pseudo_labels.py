@@ -58,6 +58,9 @@ def test_quality_of_constant_teachers_is_the_masks_foreground_share(demo: Path, 
     assert pl.pseudo_label_quality(ramp, entries, 32, 1.0, 2, class_balanced_fraction=1.0)["confident"] == 1.0
     half = pl.pseudo_label_quality(ramp, entries, 32, 1.0, 2, class_balanced_fraction=0.5)["confident"]
     assert 0.5 <= half < 1.0
+    # the background quota alone (threshold 1): background pixels only, at least half of them at 0.5
+    ramp_bg = pl.pseudo_label_quality(ramp, entries, 32, 1.0, 2, background_fraction=0.5)
+    assert 0.0 < ramp_bg["confident"] < 1.0 and ramp_bg["fg_pseudo"] == 0.0
 
 
 def test_command_line_reads_checkpoints_and_both_kinds_of_sets(demo: Path, tmp_path: Path) -> None:
@@ -74,7 +77,11 @@ def test_command_line_reads_checkpoints_and_both_kinds_of_sets(demo: Path, tmp_p
         results["threshold"]
         == json.loads((harness.REPO / "configs" / "semi_supervised.json").read_text())["confidence_threshold"]
     )
-    assert results["class_balanced_fraction"] == pl.semi_defaults()["class_balanced_fraction"]
+    for key in ("class_balanced_fraction", "background_fraction"):
+        assert results[key] == pl.semi_defaults()[key]
+    bad = ["--background-fraction", "0"]
+    with pytest.raises(SystemExit):
+        pl.main([*args, *bad])
     assert set(results["results"]["a"]) == {"folder", "listed"}
     for r in results["results"]["a"].values():
         assert all(0.0 <= r[k] <= 1.0 for k in ("confident", "accuracy", "wrong", "fg_pseudo", "fg_true"))
