@@ -35,6 +35,7 @@ def test_semi_settings_reach_only_the_semi_supervised_arms(capsys: pytest.Captur
     args = argparse.Namespace(
         steps=400, stage1_steps=200, eval_every=50, size=64, batch_size=8, feature_size=32, unlabeled_batch_size=3,
         confidence_threshold=0.8, class_balanced_fraction=0.5, background_fraction=0.25, negatives_per_batch=2,
+        unsupervised_dice_weight=0.0,
     )  # fmt: skip
     for arm in le.ARMS:
         overrides = le.arm_spec(arm, "basic_unet", 0, args).overrides
@@ -42,6 +43,7 @@ def test_semi_settings_reach_only_the_semi_supervised_arms(capsys: pytest.Captur
         assert overrides.get("unlabeled_batch_size") == (3 if semi else None), arm
         assert overrides.get("class_balanced_fraction") == (0.5 if semi else None), arm
         assert overrides.get("background_fraction") == (0.25 if semi else None), arm
+        assert overrides.get("unsupervised_loss#dice_weight") == (0.0 if semi else None), arm
         assert overrides.get("confidence_threshold") == (0.8 if semi else None), arm
         assert overrides.get("negatives_per_batch") == (2 if arm.endswith("_neg") else None), arm
     with pytest.raises(SystemExit):
@@ -53,6 +55,9 @@ def test_semi_settings_reach_only_the_semi_supervised_arms(capsys: pytest.Captur
     with pytest.raises(SystemExit):
         le.main(["--data", "nowhere", "--out", "nowhere", "--background-fraction", "1.5"])
     assert "--background-fraction must be in (0, 1]" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        le.main(["--data", "nowhere", "--out", "nowhere", "--unsupervised-dice-weight", "-1"])
+    assert "--unsupervised-dice-weight must be >= 0" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         le.main(["--data", "nowhere", "--out", "nowhere", "--confidence-threshold", "0.3"])
     assert "--confidence-threshold must be in [0.5, 1]" in capsys.readouterr().err
