@@ -98,14 +98,14 @@ SEMI_ARMS = ("semi", "semi_off", "semi_target")  # and their _neg arms
 HELDOUT_NEGATIVES = "polyp_free_heldout"  # the cross set of the known-negatives frames not trained on
 LABELS = {"condseg": "ConDSeg (Stage 1 + 2)", "basic_unet": "MONAI BasicUNet"}
 SEMI_CONFIG = harness.REPO / "configs" / "semi_supervised.json"
-# {option's attribute: bundle config id} the semi arms may override (--unlabeled-batch-size, ...)
-SEMI_SETTINGS = {
-    "unlabeled_batch_size": "unlabeled_batch_size",
-    "confidence_threshold": "confidence_threshold",
-    "class_balanced_fraction": "class_balanced_fraction",
-    "background_fraction": "background_fraction",
-    "unsupervised_dice_weight": "unsupervised_loss#dice_weight",
-}
+# bundle settings the semi arms may override (--unlabeled-batch-size, ...)
+SEMI_SETTINGS = (
+    "unlabeled_batch_size",
+    "confidence_threshold",
+    "class_balanced_fraction",
+    "background_fraction",
+    "unsupervised_dice_weight",
+)
 
 
 def arm_spec(arm: str, network: str, seed: int, args: argparse.Namespace) -> harness.TrainSpec:
@@ -115,9 +115,9 @@ def arm_spec(arm: str, network: str, seed: int, args: argparse.Namespace) -> har
     base = arm.removesuffix("_neg")
     semi = base in SEMI_ARMS
     overrides: dict[str, Any] = {"feature_size": args.feature_size}
-    for attr, key in SEMI_SETTINGS.items():  # getattr: Namespaces built before an option existed
-        if semi and getattr(args, attr, None) is not None:
-            overrides[key] = getattr(args, attr)
+    for key in SEMI_SETTINGS:  # getattr: Namespaces built before an option existed
+        if semi and getattr(args, key, None) is not None:
+            overrides[key] = getattr(args, key)
     if arm in NEGATIVE_ARMS and getattr(args, "negatives_per_batch", None) is not None:
         overrides["negatives_per_batch"] = args.negatives_per_batch
     if base == "semi_off":
@@ -417,7 +417,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--background-fraction", type=float, default=None, help="semi arms: the bundle's background_fraction"
     )
     parser.add_argument(
-        "--unsupervised-dice-weight", type=float, default=None, help="semi arms: unsupervised_loss#dice_weight"
+        "--unsupervised-dice-weight", type=float, default=None, help="semi arms: the bundle's unsupervised_dice_weight"
     )
     parser.add_argument("--severities", type=int, nargs="+", default=[2], help="corruption severities (1..3)")
     parser.add_argument("--unlabeled-dir", type=Path, nargs="*", default=[], help="more unlabeled images (flat)")

@@ -100,6 +100,7 @@ class TrainingSettings(BaseModel):
     background_fraction: float | None = Field(
         gt=0, le=1, description="also the most confident share of the background pixels; null: the threshold alone"
     )
+    unsupervised_dice_weight: float = Field(ge=0, description="Dice part of the pseudo-label terms; 0: BCE only")
     unsupervised_weight: float = Field(ge=0, description="weight of the unlabeled loss after the ramp-up")
     rampup_epochs: float | None = Field(ge=0, description="sigmoid ramp-up length; null: 20 % of max_epochs")
     unlabeled_ratio: int = Field(ge=1, description="unlabeled batches drawn per labeled batch")

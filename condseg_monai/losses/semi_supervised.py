@@ -122,13 +122,14 @@ def _class_quota(score: torch.Tensor, positive: torch.Tensor, fraction: float, f
 
 
 def _masked_dice_bce(
-    logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, smooth: float, dice_weight: float = 1.0
+    logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, smooth: float, dice_weight: float = 0.0
 ) -> torch.Tensor:
     """BCE plus ``dice_weight`` x batch Dice, restricted to the pixels where ``weight`` is 1.
 
     The BCE is normalised by *all* pixels (FixMatch convention), so the term grows with the confident fraction
     instead of giving a few confident pixels the full weight early in training. The Dice sums run over the
-    confident pixels only; with none, both parts are exactly 0.
+    confident pixels only, so the Dice part does give them full weight however few they are; with none, both
+    parts are exactly 0.
     """
     bce = (F.binary_cross_entropy_with_logits(logits, target, reduction="none") * weight).mean()
     if not dice_weight:
@@ -158,7 +159,8 @@ class ConfidentPseudoLabelLoss(_Loss):
 
     ``L = DiceBCE_m(M, y) + w_aux (DiceBCE_m(M_fg, y) + DiceBCE_m(M_bg, 1 - y)) + w_c L_compl(M_fg, M_bg, M_uc)``
 
-    where ``DiceBCE_m`` is BCE (normalised by all pixels) plus batch Dice, both restricted to ``m``. The
+    where ``DiceBCE_m`` is BCE (normalised by all pixels) plus ``dice_weight`` x batch Dice, both restricted to
+    ``m``. The
     auxiliary and complementarity terms exist only for ConDSeg's stacked output; the UNCERTAINTY map gets no
     target of its own (only the label-free complementarity term, off by default). β weights of the supervised
     loss are not used: they would rescale the pseudo-label terms by the student's own prediction size.
@@ -168,7 +170,10 @@ class ConfidentPseudoLabelLoss(_Loss):
 
     Args:
         threshold: confidence threshold in [0.5, 1]; 0.5 uses every pixel.
-        dice_weight: weight of the Dice part of each term (0 gives masked BCE only).
+        dice_weight: weight of the Dice part of each term, >= 0; 0 (default): masked BCE only. The Dice part
+            weighs the confident pixels as one set whatever their number, so early in training a few confident
+            (nearly all "polyp") pixels get the full weight; with it the benchmark's models marked more of
+            polyp-free frames (docs/training.md, ``unsupervised_dice_weight``).
         aux_weight: weight of the FOREGROUND / BACKGROUND head terms of a ConDSeg student.
         complementarity_weight: weight of the label-free complementarity term of a ConDSeg student.
         smooth: Dice smoothing constant.
@@ -179,7 +184,7 @@ class ConfidentPseudoLabelLoss(_Loss):
 
     Raises:
         ValueError: ``threshold`` outside [0.5, 1], ``class_balanced_fraction`` or ``background_fraction``
-            outside (0, 1].
+            outside (0, 1], or a negative ``dice_weight``.
 
     Example::
 
@@ -191,7 +196,7 @@ class ConfidentPseudoLabelLoss(_Loss):
     def __init__(
         self,
         threshold: float = 0.95,
-        dice_weight: float = 1.0,
+        dice_weight: float = 0.0,
         aux_weight: float = 1.0,
         complementarity_weight: float = 0.0,
         smooth: float = 1.0,
@@ -208,6 +213,8 @@ class ConfidentPseudoLabelLoss(_Loss):
         self.background_fraction = (
             None if background_fraction is None else _check_fraction(background_fraction, "background_fraction")
         )
+        if dice_weight < 0:
+            raise ValueError(f"dice_weight must be >= 0, got {dice_weight}.")
         self.dice_weight = float(dice_weight)
         self.aux_weight = float(aux_weight)
         self.complementarity_weight = float(complementarity_weight)

@@ -43,7 +43,7 @@ def test_semi_settings_reach_only_the_semi_supervised_arms(capsys: pytest.Captur
         assert overrides.get("unlabeled_batch_size") == (3 if semi else None), arm
         assert overrides.get("class_balanced_fraction") == (0.5 if semi else None), arm
         assert overrides.get("background_fraction") == (0.25 if semi else None), arm
-        assert overrides.get("unsupervised_loss#dice_weight") == (0.0 if semi else None), arm
+        assert overrides.get("unsupervised_dice_weight") == (0.0 if semi else None), arm
         assert overrides.get("confidence_threshold") == (0.8 if semi else None), arm
         assert overrides.get("negatives_per_batch") == (2 if arm.endswith("_neg") else None), arm
     with pytest.raises(SystemExit):

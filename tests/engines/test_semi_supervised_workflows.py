@@ -257,6 +257,7 @@ def test_settings_errors_name_the_key() -> None:
         "confidence_threshold": 0.3,
         "class_balanced_fraction": 0.0,
         "background_fraction": 1.5,
+        "unsupervised_dice_weight": -1.0,
         "unsupervised_weight": -1.0,
         "rampup_epochs": -2,
         "unlabeled_ratio": 0,
@@ -280,12 +281,14 @@ def test_epoch_length_sets_the_epochs_and_the_ramp_up(tmp_path: Path, semi_datal
         max_epochs=1,
         class_balanced_fraction=0.5,
         background_fraction=0.25,
+        unsupervised_dice_weight=0.5,
         **TINY_BASIC_UNET,
     )
     wf.initialize()
     trainer = wf.parser.get_parsed_content("train#trainer")
     assert trainer.unsupervised_loss.class_balanced_fraction == 0.5
     assert trainer.unsupervised_loss.background_fraction == 0.25
+    assert trainer.unsupervised_loss.dice_weight == 0.5
     assert trainer.state.epoch_length == 5 and len(wf.parser.get_parsed_content("train#dataloader")) != 5
     assert trainer.rampup_iterations == 1  # 20 % of 1 epoch of 5 iterations
     unlabeled_loader = wf.parser.get_parsed_content("unlabeled#dataloader")

@@ -123,7 +123,7 @@ def test_loss_uses_the_class_balanced_pixels() -> None:
 def test_pseudo_label_loss_hand_computed() -> None:
     teacher = torch.tensor([3.0, -3.0, 0.5, -0.5]).view(1, 1, 1, 4)
     student = torch.tensor([1.0, 2.0, -1.0, 4.0]).view(1, 1, 1, 4)
-    loss = ConfidentPseudoLabelLoss(threshold=0.9, dice_weight=0.0)
+    loss = ConfidentPseudoLabelLoss(threshold=0.9)  # the default: masked BCE only (dice_weight 0)
     # confident pixels 0 and 1 (targets 1, 0); BCE normalised by all 4 pixels
     expected = (
         -math.log(torch.sigmoid(torch.tensor(1.0)).item()) - math.log(1 - torch.sigmoid(torch.tensor(2.0)).item())
@@ -133,14 +133,16 @@ def test_pseudo_label_loss_hand_computed() -> None:
     # with the Dice part: Dice over the confident pixels only
     s = torch.sigmoid(student).flatten()[:2]
     dice = 1 - (2 * s[0] + 1) / (s.sum() + 1 + 1)
-    full = ConfidentPseudoLabelLoss(threshold=0.9)(student, teacher)
+    full = ConfidentPseudoLabelLoss(threshold=0.9, dice_weight=1.0)(student, teacher)
     assert full.item() == pytest.approx(expected + dice.item(), rel=1e-5)
+    with pytest.raises(ValueError, match="dice_weight"):
+        ConfidentPseudoLabelLoss(dice_weight=-1.0)
 
 
 def test_threshold_half_is_dice_bce_on_hard_pseudo_labels() -> None:
     g = torch.Generator().manual_seed(0)
     teacher, student = torch.randn(2, 1, 8, 8, generator=g), torch.randn(2, 1, 8, 8, generator=g)
-    value = ConfidentPseudoLabelLoss(threshold=0.5)(student, teacher)
+    value = ConfidentPseudoLabelLoss(threshold=0.5, dice_weight=1.0)(student, teacher)
     torch.testing.assert_close(value, dice_bce(student, (teacher > 0).float()))
 
 
@@ -166,7 +168,7 @@ def test_condseg_heads_get_consistent_targets() -> None:
     y = (teacher > 0).float()
     mask, fg, bg, uc = (torch.randn(2, 1, 8, 8, generator=g) for _ in range(4))
     pred = _stack(mask, fg, bg, uc).requires_grad_(True)
-    loss = ConfidentPseudoLabelLoss(threshold=0.9)
+    loss = ConfidentPseudoLabelLoss(threshold=0.9, dice_weight=1.0)
     value = loss(pred, teacher)
     _, confident = pseudo_label(teacher, 0.9)
     expected = sum(
@@ -199,7 +201,7 @@ def test_bcp_region_uses_ground_truth() -> None:
     g = torch.Generator().manual_seed(2)
     teacher, student = torch.randn(2, 1, 8, 8, generator=g), torch.randn(2, 1, 8, 8, generator=g)
     gt = (torch.rand(2, 1, 8, 8, generator=g) > 0.5).float()
-    loss = ConfidentPseudoLabelLoss(threshold=0.99)
+    loss = ConfidentPseudoLabelLoss(threshold=0.99, dice_weight=1.0)
     # region everywhere: plain supervised DiceBCE against the ground truth, all pixels confident
     torch.testing.assert_close(loss(student, teacher, target=gt, region=torch.ones(2, 1, 8, 8)), dice_bce(student, gt))
     # region nowhere: the pseudo-label loss
