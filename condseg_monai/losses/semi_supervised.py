@@ -160,10 +160,9 @@ class ConfidentPseudoLabelLoss(_Loss):
     ``L = DiceBCE_m(M, y) + w_aux (DiceBCE_m(M_fg, y) + DiceBCE_m(M_bg, 1 - y)) + w_c L_compl(M_fg, M_bg, M_uc)``
 
     where ``DiceBCE_m`` is BCE (normalised by all pixels) plus ``dice_weight`` x batch Dice, both restricted to
-    ``m``. The
-    auxiliary and complementarity terms exist only for ConDSeg's stacked output; the UNCERTAINTY map gets no
-    target of its own (only the label-free complementarity term, off by default). β weights of the supervised
-    loss are not used: they would rescale the pseudo-label terms by the student's own prediction size.
+    ``m``. The auxiliary and complementarity terms exist only for ConDSeg's stacked output; the UNCERTAINTY map
+    gets no target of its own (only the label-free complementarity term, off by default). β weights of the
+    supervised loss are not used: they would rescale the pseudo-label terms by the student's own prediction size.
 
     For bidirectional copy-paste (BCP) ``target`` and ``region`` replace the pseudo-label inside a pasted
     region by the ground truth, which counts as confident there.

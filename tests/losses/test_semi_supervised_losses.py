@@ -95,14 +95,6 @@ def test_background_fraction_adds_background_targets_only() -> None:
     assert not pseudo_label(torch.full((1, 1, 2, 2), 2.0), 1.0, background_fraction=0.5)[1].any()
 
 
-def test_loss_uses_the_background_pixels() -> None:
-    teacher = torch.tensor([4.6, 0.85, -2.2, -1.4, -0.85, -0.41]).view(1, 1, 1, 6)
-    student = torch.zeros(1, 1, 1, 6)
-    loss = ConfidentPseudoLabelLoss(threshold=0.95, background_fraction=0.5, dice_weight=0.0)
-    assert loss(student, teacher).item() == pytest.approx(3 * math.log(2) / 6, rel=1e-6)  # BCE at p=.5 on 3 of 6
-    assert loss.confident_fraction.item() == pytest.approx(3 / 6)
-
-
 @pytest.mark.parametrize("name", ["class_balanced_fraction", "background_fraction"])
 @pytest.mark.parametrize("fraction", [0.0, -0.1, 1.5])
 def test_bad_fraction(name: str, fraction: float) -> None:
@@ -112,12 +104,16 @@ def test_bad_fraction(name: str, fraction: float) -> None:
         pseudo_label(torch.zeros(1, 1, 2, 2), 0.9, **{name: fraction})
 
 
-def test_loss_uses_the_class_balanced_pixels() -> None:
-    teacher = torch.tensor([4.6, 3.9, -2.2, -1.4, -0.85, -0.41]).view(1, 1, 1, 6)
-    student = torch.zeros(1, 1, 1, 6)
-    loss = ConfidentPseudoLabelLoss(threshold=0.95, class_balanced_fraction=0.5, dice_weight=0.0)
-    assert loss(student, teacher).item() == pytest.approx(4 * math.log(2) / 6, rel=1e-6)  # BCE at p=.5 on 4 of 6
-    assert loss.confident_fraction.item() == pytest.approx(4 / 6)
+# one foreground pixel past the threshold, two unsure foreground and four background pixels below it: the quota
+# of 0.5 uses ceil(1.5) = 2 foreground (the sure one and the surer unsure one) and ceil(2) = 2 background pixels;
+# the background quota the sure foreground pixel (threshold) and the same 2 background pixels
+@pytest.mark.parametrize("name, used", [("class_balanced_fraction", 4), ("background_fraction", 3)])
+def test_loss_uses_the_quota_pixels(name: str, used: int) -> None:
+    teacher = torch.tensor([4.6, 0.85, 0.41, -2.2, -1.4, -0.85, -0.41]).view(1, 1, 1, 7)
+    student = torch.zeros(1, 1, 1, 7)
+    loss = ConfidentPseudoLabelLoss(threshold=0.95, **{name: 0.5})
+    assert loss(student, teacher).item() == pytest.approx(used * math.log(2) / 7, rel=1e-6)  # BCE at p=.5
+    assert loss.confident_fraction.item() == pytest.approx(used / 7)
 
 
 def test_pseudo_label_loss_hand_computed() -> None:
