@@ -91,16 +91,16 @@ def pseudo_label(
     """
     logits = as_loss_tensor(logits, "logits").detach()
     p = torch.sigmoid(logits)
-    target = (logits > 0).to(logits.dtype)
+    positive = logits > 0
     score = torch.maximum(p, 1.0 - p)
     confident = score >= threshold
     if class_balanced_fraction is not None:
         fraction = _check_fraction(class_balanced_fraction, "class_balanced_fraction")
-        confident = confident | _class_quota(score, logits > 0, fraction)
+        confident = confident | _class_quota(score, positive, fraction)
     if background_fraction is not None:
         fraction = _check_fraction(background_fraction, "background_fraction")
-        confident = confident | _class_quota(score, logits > 0, fraction, foreground=False)
-    return target, confident.to(logits.dtype)
+        confident = confident | _class_quota(score, positive, fraction, foreground=False)
+    return positive.to(logits.dtype), confident.to(logits.dtype)
 
 
 def _class_quota(score: torch.Tensor, positive: torch.Tensor, fraction: float, foreground: bool = True) -> torch.Tensor:
