@@ -31,7 +31,7 @@ def test_arm_specs_differ_only_in_the_semi_supervised_settings() -> None:
         le.arm_spec("teacher", "condseg", 0, args)
 
 
-def test_semi_settings_reach_only_the_semi_supervised_arms(capsys: pytest.CaptureFixture[str]) -> None:
+def test_semi_settings_reach_only_the_semi_supervised_arms() -> None:
     args = argparse.Namespace(
         steps=400, stage1_steps=200, eval_every=50, size=64, batch_size=8, feature_size=32, unlabeled_batch_size=3,
         confidence_threshold=0.8, class_balanced_fraction=0.5, background_fraction=0.25, negatives_per_batch=2,
@@ -46,24 +46,25 @@ def test_semi_settings_reach_only_the_semi_supervised_arms(capsys: pytest.Captur
         assert overrides.get("unsupervised_dice_weight") == (0.0 if semi else None), arm
         assert overrides.get("confidence_threshold") == (0.8 if semi else None), arm
         assert overrides.get("negatives_per_batch") == (2 if arm.endswith("_neg") else None), arm
+
+
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        (["--unlabeled-batch-size", "0"], "--unlabeled-batch-size must be >= 1"),
+        (["--class-balanced-fraction", "0"], "--class-balanced-fraction must be in (0, 1]"),
+        (["--background-fraction", "1.5"], "--background-fraction must be in (0, 1]"),
+        (["--unsupervised-dice-weight", "-1"], "--unsupervised-dice-weight must be >= 0"),
+        (["--confidence-threshold", "0.3"], "--confidence-threshold must be in [0.5, 1]"),
+        (["--arms", "sup", "--target-validation", "3"], "--target-validation needs --target"),
+    ],
+)
+def test_bad_options_are_usage_errors_naming_the_option(
+    option: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     with pytest.raises(SystemExit):
-        le.main(["--data", "nowhere", "--out", "nowhere", "--unlabeled-batch-size", "0"])
-    assert "--unlabeled-batch-size must be >= 1" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        le.main(["--data", "nowhere", "--out", "nowhere", "--class-balanced-fraction", "0"])
-    assert "--class-balanced-fraction must be in (0, 1]" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        le.main(["--data", "nowhere", "--out", "nowhere", "--background-fraction", "1.5"])
-    assert "--background-fraction must be in (0, 1]" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        le.main(["--data", "nowhere", "--out", "nowhere", "--unsupervised-dice-weight", "-1"])
-    assert "--unsupervised-dice-weight must be >= 0" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        le.main(["--data", "nowhere", "--out", "nowhere", "--confidence-threshold", "0.3"])
-    assert "--confidence-threshold must be in [0.5, 1]" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        le.main(["--data", "nowhere", "--out", "nowhere", "--arms", "sup", "--target-validation", "3"])
-    assert "--target-validation needs --target" in capsys.readouterr().err
+        le.main(["--data", "nowhere", "--out", "nowhere", *option])
+    assert message in capsys.readouterr().err
 
 
 def test_gap_closed() -> None:
