@@ -59,7 +59,6 @@ import harness  # bench/ is sys.path[0] when run as a script
 import torch
 from speed import (  # bench/ is sys.path[0] when run as a script
     count_flops,
-    cpu_name,
     peak_memory_mb,
     report,
     run_worker_process,
@@ -270,7 +269,7 @@ def main(argv: list[str] | None = None) -> dict:
     amp = AMP_DTYPES.get(args.amp)
     info: dict = {
         "device": args.device,
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else harness.cpu_name(),
         "size": args.size,
         "repeats": args.repeats,
         "warmup": args.warmup,

@@ -45,6 +45,7 @@ __all__ = [
     "bundle_command",
     "bundle_components",
     "count_parameters",
+    "cpu_name",
     "environment",
     "evaluate",
     "folder_datalist",
@@ -521,12 +522,23 @@ def count_parameters(ckpt: Path) -> int:
     return sum(v.numel() for k, v in state.items() if not k.endswith(skip))
 
 
+def cpu_name() -> str:
+    """The CPU model name (``/proc/cpuinfo``), else what ``platform`` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def environment() -> dict[str, Any]:
     """The machine and the code of a benchmark run (recorded in its results.json)."""
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout
     return {
         "python": platform.python_version(),
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": cpu_name(),
         "cpu_count": os.cpu_count(),
         "commit": commit.strip(),
     }

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import harness  # bench/ is sys.path[0] when run as a script
 import torch
-from speed import cpu_name, report  # bench/ is sys.path[0] when run as a script
+from speed import report  # bench/ is sys.path[0] when run as a script
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -224,7 +224,7 @@ def main(argv: list[str] | None = None) -> dict:
         times.append(time.perf_counter() - t0)
     info = {
         "command": "python bench/profile_step.py " + " ".join(sys.argv[1:] if argv is None else argv),
-        "cpu": cpu_name(),
+        "cpu": harness.cpu_name(),
         "torch": torch.__version__,
         "size": args.size,
         "batch": args.batch,

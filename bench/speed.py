@@ -212,7 +212,7 @@ def main(argv: list[str] | None = None) -> dict:
         "gflops_train_forward_b1": count_flops(model, args.size, train=True),
         "torch": torch.__version__,
         "python": platform.python_version(),
-        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+        "machine": harness.cpu_name(),
         "command": "python bench/speed.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "results": {},
     }
@@ -246,17 +246,6 @@ def run_worker_process(cmd: list[str], what: str) -> dict:
     if proc.returncode != 0:
         raise RuntimeError(f"{what} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-def cpu_name() -> str:
-    """The CPU model name (``/proc/cpuinfo``), else what ``platform`` knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def report(table: str, info: dict, out: Path | None) -> None:

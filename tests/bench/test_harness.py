@@ -162,3 +162,15 @@ def test_pooled_detection_is_the_bundles_summary_of_the_frames_of_several_report
     # (polyp, polyp-free) pairs ranked right: 0.9 > 0.7, 0.9 > 0.1, 0.4 > 0.1, not 0.4 < 0.7
     assert got["auroc"] == pytest.approx(0.75)
     assert got["mean_polyp_free_area"] == pytest.approx(0.2)
+
+
+def test_environment_names_the_cpu_model() -> None:
+    # the cost ratios of bench/semi_cost.py differ between CPU models, so results must say which one ran them
+    env = harness.environment()
+    assert env["cpu"] == harness.cpu_name() and env["cpu"]
+    cpuinfo = Path("/proc/cpuinfo")
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.is_file() else []
+    names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
+    if not names:
+        pytest.skip("no 'model name' in /proc/cpuinfo on this machine")
+    assert env["cpu"] == names[0]
