@@ -105,6 +105,7 @@ SEMI_SETTINGS = (
     "class_balanced_fraction",
     "background_fraction",
     "unsupervised_dice_weight",
+    "cutmix",
 )
 
 
@@ -418,6 +419,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument(
         "--unsupervised-dice-weight", type=float, default=None, help="semi arms: the bundle's unsupervised_dice_weight"
+    )
+    parser.add_argument(
+        "--cutmix", action="store_const", const=True, default=None, help="semi arms: the bundle's cutmix true"
     )
     parser.add_argument("--severities", type=int, nargs="+", default=[2], help="corruption severities (1..3)")
     parser.add_argument("--unlabeled-dir", type=Path, nargs="*", default=[], help="more unlabeled images (flat)")

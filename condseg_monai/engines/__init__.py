@@ -27,8 +27,8 @@ from .workflow import (
     train_handlers,
     training_datalist,
     uses_amp,
-    uses_bcp,
     uses_demo_data,
+    uses_mixing,
     uses_teacher,
 )
 
@@ -62,7 +62,7 @@ __all__ = [
     "training_state",
     "unlabeled_batch_size",
     "uses_amp",
-    "uses_bcp",
+    "uses_mixing",
     "uses_demo_data",
     "uses_teacher",
 ]

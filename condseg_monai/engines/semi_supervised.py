@@ -9,7 +9,8 @@
 * **mean-teacher mode** (``teacher`` = an EMA copy of the student, e.g. ``ignite.handlers.EMAHandler``'s
   ``ema_model``): the teacher predicts on the weakly augmented unlabeled view; the student, on the strong
   colour/blur view of the *same* images (identical geometry), is trained towards the teacher's confident
-  pixels. Optionally with bidirectional copy-paste (:class:`~condseg_monai.transforms.BidirectionalCopyPaste`).
+  pixels. Optionally with CutMix between the unlabeled images (:class:`~condseg_monai.transforms.UnlabeledCutMix`)
+  or bidirectional copy-paste (:class:`~condseg_monai.transforms.BidirectionalCopyPaste`).
 
 The unsupervised term is added inside the trainer's own loss call, so AMP, gradient accumulation and the
 iteration events are exactly MONAI's.
@@ -29,7 +30,7 @@ from monai.utils import convert_to_tensor
 
 from condseg_monai.engines.schedules import IterationStateScheduler, UnsupervisedWeightRampup
 from condseg_monai.losses.semi_supervised import mask_logits
-from condseg_monai.transforms.mixing import BidirectionalCopyPaste
+from condseg_monai.transforms.mixing import BidirectionalCopyPaste, UnlabeledCutMix
 
 __all__ = ["SemiSupervisedTrainer", "load_unlabeled", "make_trainer", "unlabeled_batch_size"]
 
@@ -56,6 +57,9 @@ class SemiSupervisedTrainer(SupervisedTrainer):
       :class:`~condseg_monai.losses.ConfidentPseudoLabelLoss`). ``strong_augment`` only changes colour and
       blur, so the two views share their geometry pixel for pixel. The teacher is not updated here: attach
       ``ignite.handlers.EMAHandler`` (whose ``ema_model`` is the teacher) to this trainer.
+    * ``cutmix`` (mean-teacher mode only): the strong views are mixed by :class:`UnlabeledCutMix` (a box of
+      another image of the unlabeled batch pasted in) and the teacher's logits with the same boxes, so
+      ``L_unsup = unsupervised_loss(network(cutmix(strong_augment(x_u))), cutmix(t))``;
     * ``bcp`` (mean-teacher mode only): the student sees the strong view of the two
       :class:`BidirectionalCopyPaste` mixtures of the labeled and unlabeled batches instead, and
       ``L_unsup = unsupervised_loss(network(strong_augment(mixed)), [t, t], target=gt, region=region)``.
@@ -83,13 +87,15 @@ class SemiSupervisedTrainer(SupervisedTrainer):
         rampup_iterations: iterations of the sigmoid weight ramp (``0``: full weight from the start).
         unlabeled_ratio: number of unlabeled batches per labeled batch (``>= 1``).
         bcp: ``True`` or a :class:`BidirectionalCopyPaste` to mix labeled and unlabeled images (needs a teacher).
+        cutmix: ``True`` or an :class:`UnlabeledCutMix` to mix the unlabeled images among themselves (needs a
+            teacher; not with ``bcp``).
         epoch_length: iterations per epoch, default ``len(train_data_loader)``.
         inferer: inferer of the labeled batch (e.g. :class:`~condseg_monai.inferers.ConsistencyInferer` in Stage 1).
         sync_teacher_at_start: copy the student into the teacher when a run starts at iteration 0.
         kwargs: other ``SupervisedTrainer`` arguments.
 
     Raises:
-        ValueError: bad weights or ratio, or ``bcp`` without a teacher.
+        ValueError: bad weights or ratio, ``bcp`` or ``cutmix`` without a teacher, or both.
 
     Example::
 
@@ -118,6 +124,7 @@ class SemiSupervisedTrainer(SupervisedTrainer):
         rampup_iterations: int = 0,
         unlabeled_ratio: int = 1,
         bcp: bool | BidirectionalCopyPaste = False,
+        cutmix: bool | UnlabeledCutMix = False,
         epoch_length: int | None = None,
         inferer: Any = None,
         sync_teacher_at_start: bool = True,
@@ -131,6 +138,10 @@ class SemiSupervisedTrainer(SupervisedTrainer):
             raise ValueError(f"unlabeled_ratio must be a positive integer, got {unlabeled_ratio}.")
         if bcp and teacher is None:
             raise ValueError("bcp needs a teacher (mean-teacher mode): its pseudo-labels are the unlabeled targets.")
+        if cutmix and teacher is None:
+            raise ValueError("cutmix needs a teacher (mean-teacher mode): its pseudo-labels are mixed with the images.")
+        if cutmix and bcp:
+            raise ValueError("cutmix and bcp are two ways of mixing the unlabeled images; choose one.")
         super().__init__(
             device=device,
             max_epochs=max_epochs,
@@ -151,6 +162,9 @@ class SemiSupervisedTrainer(SupervisedTrainer):
         self.unlabeled_ratio = int(unlabeled_ratio)
         self.bcp: BidirectionalCopyPaste | None = (
             bcp if isinstance(bcp, BidirectionalCopyPaste) else (BidirectionalCopyPaste() if bcp else None)
+        )
+        self.cutmix: UnlabeledCutMix | None = (
+            cutmix if isinstance(cutmix, UnlabeledCutMix) else (UnlabeledCutMix() if cutmix else None)
         )
         self._unlabeled_iter: Iterator | None = None
         self._unlabeled_passes = 0
@@ -226,7 +240,10 @@ class SemiSupervisedTrainer(SupervisedTrainer):
             self.teacher.eval()
             teacher_logits = mask_logits(self.teacher(unlabeled))
         if self.bcp is None:
-            return self.unsupervised_loss(self.network(self._augment(unlabeled)), teacher_logits)
+            strong = self._augment(unlabeled)
+            if self.cutmix is not None:
+                strong, teacher_logits = self.cutmix(strong, teacher_logits)
+            return self.unsupervised_loss(self.network(strong), teacher_logits)
         if labeled is None or label is None:
             raise ValueError("bcp needs the labeled images and masks of the iteration.")
         mixed, target, region = self.bcp(convert_to_tensor(labeled, track_meta=False), label, unlabeled)
@@ -318,6 +335,7 @@ def make_trainer(
     rampup_iterations: int = 0,
     unlabeled_ratio: int = 1,
     bcp: bool | BidirectionalCopyPaste = False,
+    cutmix: bool | UnlabeledCutMix = False,
     **kwargs: Any,
 ) -> SupervisedTrainer:
     """The bundle's ``train#trainer``: a plain ``SupervisedTrainer``, or a :class:`SemiSupervisedTrainer`.
@@ -336,6 +354,7 @@ def make_trainer(
         rampup_iterations: see :class:`SemiSupervisedTrainer`.
         unlabeled_ratio: see :class:`SemiSupervisedTrainer`.
         bcp: see :class:`SemiSupervisedTrainer`.
+        cutmix: see :class:`SemiSupervisedTrainer`.
         kwargs: ``SupervisedTrainer`` arguments.
 
     Raises:
@@ -354,5 +373,6 @@ def make_trainer(
         rampup_iterations=rampup_iterations,
         unlabeled_ratio=unlabeled_ratio,
         bcp=bcp,
+        cutmix=cutmix,
         **kwargs,
     )

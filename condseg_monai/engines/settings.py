@@ -108,6 +108,7 @@ class TrainingSettings(BaseModel):
         ge=1, description="images per unlabeled batch (cost: docs/training.md); null: 3/8 of batch_size, at least 1"
     )
     bcp: bool = Field(description="bidirectional copy-paste mixing (needs semi_supervised)")
+    cutmix: bool = Field(description="CutMix between unlabeled images and their pseudo-labels (needs semi_supervised)")
     validate_with_teacher: bool = Field(description="validate and save the teacher")
 
     @field_validator("image_size")
@@ -140,9 +141,13 @@ class TrainingSettings(BaseModel):
         return v
 
     @model_validator(mode="after")
-    def _bcp_needs_semi_supervised(self) -> TrainingSettings:
+    def _mixing_needs_semi_supervised(self) -> TrainingSettings:
         if self.bcp and not self.semi_supervised:
             raise ValueError("bcp: copy-paste mixing is part of semi-supervised training; set semi_supervised true too")
+        if self.cutmix and not self.semi_supervised:
+            raise ValueError("cutmix: mixing unlabeled images needs semi-supervised training; set semi_supervised true")
+        if self.cutmix and self.bcp:
+            raise ValueError("cutmix: cutmix and bcp are two ways of mixing unlabeled images; set one of them false")
         return self
 
     @model_validator(mode="after")

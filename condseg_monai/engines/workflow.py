@@ -27,7 +27,7 @@ __all__ = [
     "train_handlers",
     "training_datalist",
     "uses_amp",
-    "uses_bcp",
+    "uses_mixing",
     "uses_demo_data",
     "uses_teacher",
 ]
@@ -113,9 +113,10 @@ def uses_teacher(semi_supervised: bool, stage: int) -> bool:
     return bool(semi_supervised) and stage == 2
 
 
-def uses_bcp(bcp: bool, use_teacher: bool) -> bool:
-    """Bidirectional copy-paste mixes in the teacher's pseudo-labels: it applies with a teacher only (Stage 2)."""
-    return bool(bcp) and bool(use_teacher)
+def uses_mixing(mixing: bool, use_teacher: bool) -> bool:
+    """Whether a mixing setting (``bcp``, ``cutmix``) applies: both mix in the teacher's pseudo-labels, so they apply
+    with a teacher only (Stage 2)."""
+    return bool(mixing) and bool(use_teacher)
 
 
 def ema_model(ema: Any) -> torch.nn.Module | None:

@@ -26,7 +26,7 @@ from condseg_monai.transforms.loading import (
     LoadMaskd,
     NegativeLabeld,
 )
-from condseg_monai.transforms.mixing import BidirectionalCopyPaste
+from condseg_monai.transforms.mixing import BidirectionalCopyPaste, UnlabeledCutMix
 from condseg_monai.transforms.presets import (
     STAGE_AUGMENTATION,
     condseg_eval_transforms,
@@ -65,6 +65,7 @@ __all__ = [
     "PILRGBReader",
     "RandIlluminationContrastAugment",
     "RandIlluminationContrastAugmentd",
+    "UnlabeledCutMix",
     "adjust_brightness",
     "adjust_contrast",
     "adjust_hue",

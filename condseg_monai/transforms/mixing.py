@@ -1,9 +1,10 @@
 # Copyright (c) condseg-monai contributors
 # Licensed under the Apache License, Version 2.0
-"""Batch mixing of labeled and unlabeled images for semi-supervised training (bidirectional copy-paste, BCP).
+"""Batch mixing for semi-supervised training: bidirectional copy-paste (BCP) of labeled and unlabeled images, and
+CutMix between unlabeled images with their pseudo-labels.
 
 Like MONAI's ``CutMix`` / ``MixUp`` (``monai.transforms.regularization``), a randomised transform of a whole batch,
-used by :class:`~condseg_monai.engines.SemiSupervisedTrainer` with ``bcp=True``.
+used by :class:`~condseg_monai.engines.SemiSupervisedTrainer` with ``bcp=True`` or ``cutmix=True``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import torch
 from monai.transforms import Randomizable
 from monai.utils import get_seed
 
-__all__ = ["BidirectionalCopyPaste"]
+__all__ = ["BidirectionalCopyPaste", "UnlabeledCutMix"]
 
 
 class BidirectionalCopyPaste(Randomizable):
@@ -99,3 +100,102 @@ class BidirectionalCopyPaste(Randomizable):
         inward = box * x_l + (1.0 - box) * unlabeled
         outward = box * unlabeled + (1.0 - box) * x_l
         return torch.cat([inward, outward]), torch.cat([y_l, y_l]), torch.cat([box, 1.0 - box])
+
+
+class UnlabeledCutMix(Randomizable):
+    """CutMix between the images of one unlabeled batch, their pseudo-label logits mixed with the same boxes.
+
+    The semi-supervised CutMix of CutMix-Seg (French et al., BMVC 2020) and UniMatch (Yang et al., CVPR 2023):
+    with probability ``prob`` image ``i`` gets one box pasted from image ``(i + s) mod B`` (one random shift
+    ``1 <= s < B`` per batch, so no image is pasted into itself), and the teacher's logits of the two images are
+    pasted alike, pixel for pixel, so every pixel keeps the pseudo-label of the image it comes from. The box covers a
+    uniform share in ``area_range`` of the image, with an aspect ratio (height / width) log-uniform in
+    ``aspect_range``, at a uniform position wholly inside the image. ``monai.transforms.CutMix`` is not used: it
+    mixes labels by the area weight (classification) and clips boxes at the border.
+
+    Args:
+        prob: probability that an image gets a box, in [0, 1] (UniMatch: 0.5).
+        area_range: ``(min, max)`` share of the image area covered by a box, ``0 < min <= max <= 1``
+            (UniMatch: 0.02 to 0.4).
+        aspect_range: ``(min, max)`` box height / width, ``0 < min <= max`` (UniMatch: 0.3 to 1 / 0.3).
+
+    Raises:
+        ValueError: a value outside its range.
+    """
+
+    def __init__(
+        self,
+        prob: float = 0.5,
+        area_range: tuple[float, float] = (0.02, 0.4),
+        aspect_range: tuple[float, float] = (0.3, 1 / 0.3),
+    ) -> None:
+        if not 0.0 <= float(prob) <= 1.0:
+            raise ValueError(f"prob must be in [0, 1], got {prob}.")
+        if not 0.0 < area_range[0] <= area_range[1] <= 1.0:
+            raise ValueError(f"area_range must satisfy 0 < min <= max <= 1, got {area_range}.")
+        if not 0.0 < aspect_range[0] <= aspect_range[1]:
+            raise ValueError(f"aspect_range must satisfy 0 < min <= max, got {aspect_range}.")
+        self.prob = float(prob)
+        self.area_range = (float(area_range[0]), float(area_range[1]))
+        self.aspect_range = (float(aspect_range[0]), float(aspect_range[1]))
+        self.shift = 0
+        self.boxes: list[tuple[int, int, int, int] | None] = []  # (top, left, height, width) per image
+        # a standalone instance would otherwise share MONAI's class-level RandomState (see illumination.py)
+        if get_seed() is not None:
+            self.set_random_state(seed=get_seed())
+
+    def randomize(self, data: tuple[int, tuple[int, int]]) -> None:
+        """Draw the source shift and one box (or ``None``) per image for ``data = (B, (H, W))``."""
+        n, (height, width) = data
+        self.shift = int(self.R.randint(1, n)) if n > 1 else 0
+        self.boxes = []
+        for _ in range(n):
+            applied = self.R.uniform() < self.prob
+            area = self.R.uniform(*self.area_range) * height * width
+            aspect = float(np.exp(self.R.uniform(np.log(self.aspect_range[0]), np.log(self.aspect_range[1]))))
+            h = int(min(height, max(1, round(np.sqrt(area * aspect)))))
+            w = int(min(width, max(1, round(np.sqrt(area / aspect)))))
+            top, left = int(self.R.randint(0, height - h + 1)), int(self.R.randint(0, width - w + 1))
+            self.boxes.append((top, left, h, w) if applied and n > 1 else None)
+
+    def masks(self, n: int, spatial: tuple[int, int], device: torch.device | str | None = None) -> torch.Tensor:
+        """The last drawn boxes as masks ``(n, 1, H, W)`` (1 where the pixel comes from the source image)."""
+        masks = torch.zeros((n, 1, *spatial), device=device)
+        for i, box in enumerate(self.boxes[:n]):
+            if box is not None:
+                top, left, h, w = box
+                masks[i, :, top : top + h, left : left + w] = 1.0
+        return masks
+
+    def __call__(
+        self, images: torch.Tensor, logits: torch.Tensor, randomize: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mix a batch of images and their pseudo-label logits with the same boxes.
+
+        Args:
+            images: unlabeled images ``(B, 3, H, W)`` (e.g. their strong views).
+            logits: the teacher's logits of the same images ``(B, C, H, W)``.
+            randomize: draw new boxes (``False`` reuses the last ones, drawn for the same ``B``).
+
+        Returns:
+            ``(mixed_images, mixed_logits)`` of the input shapes.
+
+        Raises:
+            ValueError: the batch or spatial sizes of ``images`` and ``logits`` differ, or ``randomize=False`` with
+                boxes drawn for another batch size.
+        """
+        if images.shape[0] != logits.shape[0] or images.shape[2:] != logits.shape[2:]:
+            raise ValueError(
+                f"images and logits must have the same batch and spatial sizes, got {tuple(images.shape)} and "
+                f"{tuple(logits.shape)}."
+            )
+        n, spatial = images.shape[0], tuple(images.shape[2:])
+        if randomize:
+            self.randomize((n, spatial))
+        elif len(self.boxes) != n:
+            raise ValueError(f"randomize=False needs boxes drawn for {n} images, got {len(self.boxes)}.")
+        box = self.masks(n, spatial, device=images.device)
+        source = (torch.arange(n, device=images.device) + self.shift) % n
+        mixed = box.to(images.dtype) * images[source] + (1 - box.to(images.dtype)) * images
+        mixed_logits = torch.where(box.bool(), logits[source], logits)
+        return mixed, mixed_logits

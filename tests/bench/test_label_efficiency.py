@@ -35,7 +35,7 @@ def test_semi_settings_reach_only_the_semi_supervised_arms() -> None:
     args = argparse.Namespace(
         steps=400, stage1_steps=200, eval_every=50, size=64, batch_size=8, feature_size=32, unlabeled_batch_size=3,
         confidence_threshold=0.8, class_balanced_fraction=0.5, background_fraction=0.25, negatives_per_batch=2,
-        unsupervised_dice_weight=0.0,
+        unsupervised_dice_weight=0.0, cutmix=True,
     )  # fmt: skip
     for arm in le.ARMS:
         overrides = le.arm_spec(arm, "basic_unet", 0, args).overrides
@@ -45,6 +45,7 @@ def test_semi_settings_reach_only_the_semi_supervised_arms() -> None:
         assert overrides.get("background_fraction") == (0.25 if semi else None), arm
         assert overrides.get("unsupervised_dice_weight") == (0.0 if semi else None), arm
         assert overrides.get("confidence_threshold") == (0.8 if semi else None), arm
+        assert overrides.get("cutmix") == (True if semi else None), arm
         assert overrides.get("negatives_per_batch") == (2 if arm.endswith("_neg") else None), arm
 
 

@@ -1,6 +1,6 @@
 # Copyright (c) condseg-monai contributors
 # Licensed under the Apache License, Version 2.0
-"""Unit tests of SemiSupervisedTrainer and BidirectionalCopyPaste on tiny in-memory data (CPU)."""
+"""Unit tests of SemiSupervisedTrainer and its mixing (BCP, CutMix) on tiny in-memory data (CPU)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from condseg_monai.losses import (
     UnlabeledConsistencyLoss,
 )
 from condseg_monai.networks import ConDSeg, ConDSegStage1
-from condseg_monai.transforms import BidirectionalCopyPaste, RandIlluminationContrastAugment
+from condseg_monai.transforms import BidirectionalCopyPaste, RandIlluminationContrastAugment, UnlabeledCutMix
 
 SIZE = 32
 EXTRA_KEYS = ("sup_loss", "unsup_loss", "unsup_weight", "confident_fraction")
@@ -131,6 +131,56 @@ def test_condseg_student_with_bcp() -> None:
     assert outputs[0]["confident_fraction"] == 1.0 and outputs[0]["unsup_loss"] > 0
 
 
+class _RecordingCutMix(UnlabeledCutMix):
+    calls: list[tuple[torch.Tensor, ...]]
+
+    def __call__(self, images, logits, randomize=True):
+        mixed, mixed_logits = super().__call__(images, logits, randomize)
+        self.calls = [*getattr(self, "calls", []), (images, logits, mixed, mixed_logits)]
+        return mixed, mixed_logits
+
+
+def test_cutmix_mixes_the_strong_views_and_the_teacher_logits_alike() -> None:
+    torch.manual_seed(0)
+    net = BasicUNet(spatial_dims=2, in_channels=3, out_channels=1, features=(4, 4, 8, 8, 16, 4))
+    ema = EMAHandler(net, momentum=0.1, handle_buffers="update")
+    seen: list[tuple] = []
+    unsup = ConfidentPseudoLabelLoss(threshold=0.5)
+    original = unsup.forward
+
+    def spy(pred, teacher_logits, **kwargs):
+        seen.append((pred.shape, teacher_logits.detach().clone(), sorted(kwargs)))
+        return original(pred, teacher_logits, **kwargs)
+
+    unsup.forward = spy
+    cutmix = _RecordingCutMix(prob=1.0).set_random_state(0)
+    trainer = SemiSupervisedTrainer(
+        "cpu",
+        1,
+        _labeled(2),
+        net,
+        torch.optim.Adam(net.parameters(), 1e-3),
+        DiceBCELoss(),
+        _unlabeled(3, batch_size=3),
+        unsup,
+        RandIlluminationContrastAugment(),
+        teacher=ema.ema_model,
+        cutmix=cutmix,
+    )
+    ema.attach(trainer)
+    trainer.run()
+    assert len(cutmix.calls) == 1 and len(seen) == 1
+    strong, teacher_logits, mixed, mixed_logits = cutmix.calls[0]
+    assert strong.shape == (3, 3, SIZE, SIZE) and teacher_logits.shape == (3, 1, SIZE, SIZE)
+    # the loss gets the mixed pseudo-labels (not the teacher's own), the student B_u predictions, no BCP targets
+    assert seen[0][0] == (3, 1, SIZE, SIZE) and seen[0][2] == []
+    torch.testing.assert_close(seen[0][1], mixed_logits, rtol=0, atol=0)
+    assert not torch.equal(mixed_logits, teacher_logits) and not torch.equal(mixed, strong)
+    box = cutmix.masks(3, (SIZE, SIZE)).bool()
+    source = (torch.arange(3) + cutmix.shift) % 3
+    torch.testing.assert_close(mixed_logits, torch.where(box, teacher_logits[source], teacher_logits), rtol=0, atol=0)
+
+
 def test_stage1_mode_consistency_on_unlabeled() -> None:
     """teacher=None: the student's clean and strong views of the unlabeled batch are tied by consistency."""
     torch.manual_seed(0)
@@ -218,6 +268,10 @@ def test_empty_unlabeled_loader_and_bad_arguments() -> None:
         trainer.run()
     with pytest.raises(ValueError, match="bcp needs a teacher"):
         SemiSupervisedTrainer(*args, _unlabeled(), UnlabeledConsistencyLoss(), None, bcp=True)
+    with pytest.raises(ValueError, match="cutmix needs a teacher"):
+        SemiSupervisedTrainer(*args, _unlabeled(), UnlabeledConsistencyLoss(), None, cutmix=True)
+    with pytest.raises(ValueError, match="choose one"):
+        SemiSupervisedTrainer(*args, _unlabeled(), ConfidentPseudoLabelLoss(), None, teacher=net, cutmix=True, bcp=True)
     with pytest.raises(ValueError, match="unlabeled_ratio"):
         SemiSupervisedTrainer(*args, _unlabeled(), UnlabeledConsistencyLoss(), None, unlabeled_ratio=0)
     with pytest.raises(ValueError, match="unsupervised_weight"):

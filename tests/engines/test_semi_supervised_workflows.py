@@ -269,6 +269,11 @@ def test_settings_errors_name_the_key() -> None:
         assert f"`{key}`" in str(info.value)
     with pytest.raises(ValueError, match="bcp"):
         check_training_settings(**{**base, "semi_supervised": False, "bcp": True})
+    assert check_training_settings(**{**base, "semi_supervised": True, "cutmix": True}).cutmix
+    with pytest.raises(ValueError, match="cutmix: mixing unlabeled images needs semi-supervised"):
+        check_training_settings(**{**base, "semi_supervised": False, "cutmix": True})
+    with pytest.raises(ValueError, match="cutmix: cutmix and bcp"):
+        check_training_settings(**{**base, "semi_supervised": True, "cutmix": True, "bcp": True})
 
 
 def test_epoch_length_sets_the_epochs_and_the_ramp_up(tmp_path: Path, semi_datalist: str) -> None:

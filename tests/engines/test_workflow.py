@@ -18,8 +18,8 @@ from condseg_monai.engines import (
     run_defaults,
     train_handlers,
     uses_amp,
-    uses_bcp,
     uses_demo_data,
+    uses_mixing,
     uses_teacher,
 )
 from condseg_monai.engines.stages import REPOSITORY, find_config
@@ -46,7 +46,7 @@ def test_demo_data_only_without_datalist_and_inside_the_demo_folder(tmp_path: Pa
 
 def test_semi_supervised_decisions() -> None:
     assert uses_teacher(True, 2) and not uses_teacher(True, 1) and not uses_teacher(False, 2)
-    assert uses_bcp(True, True) and not uses_bcp(True, False) and not uses_bcp(False, True)
+    assert uses_mixing(True, True) and not uses_mixing(True, False) and not uses_mixing(False, True)
     student, teacher = torch.nn.Identity(), torch.nn.Identity()
     assert evaluation_network(student, teacher, True) is teacher
     assert evaluation_network(student, teacher, False) is student
