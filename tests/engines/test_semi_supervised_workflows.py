@@ -17,6 +17,7 @@ from monai.bundle import ConfigParser, ConfigWorkflow
 from condseg_monai.data import generate_demo_dataset
 from condseg_monai.engines import SemiSupervisedTrainer, TrainingSettings, check_training_settings
 from condseg_monai.networks import ConDSeg
+from condseg_monai.transforms import UnlabeledCutMix
 
 SEMI_JSON = REPO / "configs" / "semi_supervised.json"
 SEMI_TAGS = ("train_unsup_loss", "train_unsup_weight", "train_confident_fraction")
@@ -320,3 +321,29 @@ def test_unlabeled_batch_size_sets_the_unlabeled_batches(tmp_path: Path, semi_da
     trainer = wf.parser.get_parsed_content("train#trainer")
     assert wf.parser.get_parsed_content("unlabeled#dataloader").batch_size == 1
     assert trainer.draw_unlabeled().shape[0] == 1
+
+
+@pytest.mark.parametrize("stage_json, applies", [(STAGE2_JSON, True), (REPO / "configs" / "stage1.json", False)])
+def test_cutmix_setting_reaches_the_stage_2_trainer(
+    tmp_path: Path, semi_datalist: str, stage_json: Path, applies: bool
+) -> None:
+    """``--cutmix true`` mixes the unlabeled batch in Stage 2 (mean teacher); Stage 1 has no pseudo-labels to mix."""
+    wf = _workflow(
+        [TRAIN_JSON, stage_json, SEMI_JSON],
+        datalist=semi_datalist,
+        output_dir=str(tmp_path),
+        epoch_length=1,
+        max_epochs=1,
+        batch_size=2,
+        unlabeled_batch_size=2,
+        cutmix=True,
+        **TINY_BASIC_UNET,
+    )
+    wf.initialize()
+    trainer = wf.parser.get_parsed_content("train#trainer")
+    assert isinstance(trainer, SemiSupervisedTrainer)
+    assert isinstance(trainer.cutmix, UnlabeledCutMix) is applies and (trainer.cutmix is None) is not applies
+    if applies:
+        wf.run()
+        assert trainer.state.iteration == 1 and len(trainer.cutmix.boxes) == 2
+    wf.finalize()
