@@ -54,6 +54,7 @@ __all__ = [
     "merge_main",
     "merge_results",
     "parse_cross",
+    "parse_pairs",
     "pooled_detection",
     "prepare_data",
     "presized_folder",
@@ -501,14 +502,30 @@ def mean_std(values: Sequence[float | None], scale: float = 100.0, digits: int =
     return f"{scale * statistics.fmean(values):.{digits}f} ± {scale * statistics.stdev(values):.{digits}f}"
 
 
+def parse_pairs(items: Sequence[str], option: str) -> dict[str, str]:
+    """``NAME=VALUE ...`` (the items of one command-line ``option``) as ``{name: value}``.
+
+    Raises:
+        ValueError: an item without a name or a value, naming ``option``.
+    """
+    pairs = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name or not value:
+            raise ValueError(f"{option} expects NAME=VALUE, got {item!r}.")
+        pairs[name] = value
+    return pairs
+
+
 def parse_cross(items: Sequence[str], parser: argparse.ArgumentParser) -> dict[str, Path]:
     """``--cross NAME=FOLDER ...`` as ``{name: folder}`` (each folder with ``images/``); a bad item is a usage error."""
-    cross = {}
-    for item in items:
-        name, sep, folder = item.partition("=")
-        if not sep or not Path(folder, "images").is_dir():
-            parser.error(f"--cross expects NAME=FOLDER with FOLDER/images, got {item!r}.")
-        cross[name] = Path(folder)
+    try:
+        cross = {name: Path(folder) for name, folder in parse_pairs(items, "--cross").items()}
+    except ValueError as e:
+        parser.error(f"{e} (NAME=FOLDER with FOLDER/images)")
+    for name, folder in cross.items():
+        if not (folder / "images").is_dir():
+            parser.error(f"--cross {name}: '{folder}' has no images/ folder.")
     return cross
 
 

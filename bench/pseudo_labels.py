@@ -118,17 +118,6 @@ def semi_defaults() -> dict[str, Any]:
     return {key: settings[key] for key in RULE_SETTINGS}
 
 
-def _pairs(items: Sequence[str], option: str) -> dict[str, str]:
-    """``NAME=VALUE ...`` as ``{name: value}``."""
-    pairs = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        if not sep or not name or not value:
-            raise ValueError(f"{option} expects NAME=VALUE, got {item!r}.")
-        pairs[name] = value
-    return pairs
-
-
 def _network(name: str, ckpt: Path) -> torch.nn.Module:
     network = harness.bundle_components(2, ("network_def",), {"use_checkpoint": False}, network=name)["network_def"]
     state = torch.load(ckpt, map_location="cpu", weights_only=True)
@@ -162,8 +151,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--batch-size must be >= 1, got {args.batch_size}.")
     args.out.mkdir(parents=True, exist_ok=True)
     try:
-        ckpts = _pairs(args.ckpt, "--ckpt")
-        sets = {n: read_set(s, args.out, n) for n, s in _pairs(args.sets, "--set").items()}
+        ckpts = harness.parse_pairs(args.ckpt, "--ckpt")
+        sets = {n: read_set(s, args.out, n) for n, s in harness.parse_pairs(args.sets, "--set").items()}
     except ValueError as e:
         parser.error(str(e))
     for name, path in ckpts.items():

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -174,3 +175,16 @@ def test_environment_names_the_cpu_model() -> None:
     if not names:
         pytest.skip("no 'model name' in /proc/cpuinfo on this machine")
     assert env["cpu"] == names[0]
+
+
+def test_name_value_options_are_checked(tmp_path: Path) -> None:
+    assert harness.parse_pairs(["a=1", "b=x=y"], "--set") == {"a": "1", "b": "x=y"}
+    for bad in ("a", "=1", "a="):
+        with pytest.raises(ValueError, match=f"--set expects NAME=VALUE, got '{bad}'"):
+            harness.parse_pairs([bad], "--set")
+    (tmp_path / "ok" / "images").mkdir(parents=True)
+    parser = argparse.ArgumentParser()
+    assert harness.parse_cross([f"cvc={tmp_path / 'ok'}"], parser) == {"cvc": tmp_path / "ok"}
+    for bad in (f"{tmp_path / 'ok'}", f"cvc={tmp_path}"):
+        with pytest.raises(SystemExit):
+            harness.parse_cross([bad], parser)
