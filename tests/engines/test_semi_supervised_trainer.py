@@ -97,19 +97,25 @@ def test_mean_teacher_with_monai_baseline() -> None:
     assert not ema.ema_model.training, "the teacher must predict in eval mode"
 
 
+def _recording_pseudo_label_loss(calls: list[tuple]) -> ConfidentPseudoLabelLoss:
+    """A ``ConfidentPseudoLabelLoss`` that records ``(pred shape, teacher logits, sorted keyword names)`` per call."""
+    loss = ConfidentPseudoLabelLoss(threshold=0.5)
+    original = loss.forward
+
+    def forward(pred, teacher_logits, **kwargs):
+        calls.append((tuple(pred.shape), teacher_logits.detach().clone(), sorted(kwargs)))
+        return original(pred, teacher_logits, **kwargs)
+
+    loss.forward = forward
+    return loss
+
+
 def test_condseg_student_with_bcp() -> None:
     torch.manual_seed(0)
     net = ConDSeg(feature_size=16, num_heads=2)
     ema = EMAHandler(net, momentum=0.1, handle_buffers="update")
     calls: list[tuple] = []
-    unsup = ConfidentPseudoLabelLoss(threshold=0.5)
-    original = unsup.forward
-
-    def spy(pred, teacher_logits, **kwargs):
-        calls.append((tuple(pred.shape), tuple(teacher_logits.shape), sorted(kwargs)))
-        return original(pred, teacher_logits, **kwargs)
-
-    unsup.forward = spy
+    unsup = _recording_pseudo_label_loss(calls)
     trainer = SemiSupervisedTrainer(
         "cpu",
         1,
@@ -127,7 +133,9 @@ def test_condseg_student_with_bcp() -> None:
     outputs = _record_outputs(trainer)
     trainer.run()
     # the student sees the 2 x B_u mixed images; its stacked (B, 4, C, H, W) output meets the teacher's mask logits
-    assert calls == [((4, 4, 1, SIZE, SIZE), (4, 1, SIZE, SIZE), ["region", "target"])]
+    assert [(c[0], tuple(c[1].shape), c[2]) for c in calls] == [
+        ((4, 4, 1, SIZE, SIZE), (4, 1, SIZE, SIZE), ["region", "target"])
+    ]
     assert outputs[0]["confident_fraction"] == 1.0 and outputs[0]["unsup_loss"] > 0
 
 
@@ -145,14 +153,7 @@ def test_cutmix_mixes_the_strong_views_and_the_teacher_logits_alike() -> None:
     net = BasicUNet(spatial_dims=2, in_channels=3, out_channels=1, features=(4, 4, 8, 8, 16, 4))
     ema = EMAHandler(net, momentum=0.1, handle_buffers="update")
     seen: list[tuple] = []
-    unsup = ConfidentPseudoLabelLoss(threshold=0.5)
-    original = unsup.forward
-
-    def spy(pred, teacher_logits, **kwargs):
-        seen.append((pred.shape, teacher_logits.detach().clone(), sorted(kwargs)))
-        return original(pred, teacher_logits, **kwargs)
-
-    unsup.forward = spy
+    unsup = _recording_pseudo_label_loss(seen)
     cutmix = _RecordingCutMix(prob=1.0).set_random_state(0)
     trainer = SemiSupervisedTrainer(
         "cpu",
