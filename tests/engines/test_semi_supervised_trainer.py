@@ -1,6 +1,6 @@
 # Copyright (c) condseg-monai contributors
 # Licensed under the Apache License, Version 2.0
-"""Unit tests of SemiSupervisedTrainer and its mixing (BCP, CutMix) on tiny in-memory data (CPU)."""
+"""Unit tests of SemiSupervisedTrainer (with its BCP and CutMix modes) on tiny in-memory data (CPU)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from condseg_monai.losses import (
     UnlabeledConsistencyLoss,
 )
 from condseg_monai.networks import ConDSeg, ConDSegStage1
-from condseg_monai.transforms import BidirectionalCopyPaste, RandIlluminationContrastAugment, UnlabeledCutMix
+from condseg_monai.transforms import RandIlluminationContrastAugment, UnlabeledCutMix
 
 SIZE = 32
 EXTRA_KEYS = ("sup_loss", "unsup_loss", "unsup_weight", "confident_fraction")
@@ -277,29 +277,6 @@ def test_empty_unlabeled_loader_and_bad_arguments() -> None:
         SemiSupervisedTrainer(*args, _unlabeled(), UnlabeledConsistencyLoss(), None, unlabeled_ratio=0)
     with pytest.raises(ValueError, match="unsupervised_weight"):
         SemiSupervisedTrainer(*args, _unlabeled(), UnlabeledConsistencyLoss(), None, unsupervised_weight=-1)
-
-
-def test_bidirectional_copy_paste_mixing() -> None:
-    labeled = torch.ones(1, 3, 6, 6)
-    label = torch.ones(1, 1, 6, 6)
-    unlabeled = torch.zeros(2, 3, 6, 6)
-    bcp = BidirectionalCopyPaste(box_fraction=0.5).set_random_state(0)
-    mixed, target, region = bcp(labeled, label, unlabeled)
-    assert mixed.shape == (4, 3, 6, 6) and target.shape == (4, 1, 6, 6) and region.shape == (4, 1, 6, 6)
-    box = bcp.boxes(2, (6, 6))
-    assert box.sum(dim=(1, 2, 3)).tolist() == [9.0, 9.0]  # 3x3 boxes
-    # inward: the labeled box pasted into the unlabeled image; outward: the unlabeled box into the labeled image
-    torch.testing.assert_close(mixed[:2], box.expand(-1, 3, -1, -1))
-    torch.testing.assert_close(mixed[2:], 1 - box.expand(-1, 3, -1, -1))
-    # region = where the pixel comes from the labeled image; the ground truth is aligned with the mixed images
-    torch.testing.assert_close(region, torch.cat([box, 1 - box]))
-    torch.testing.assert_close(target, torch.ones(4, 1, 6, 6))
-    # both unlabeled images are paired with the single labeled one, boxes are reproducible with the seed
-    again = BidirectionalCopyPaste(box_fraction=0.5).set_random_state(0)
-    again.randomize((2, (6, 6)))
-    assert (again.corners == bcp.corners).all()
-    with pytest.raises(ValueError, match="box_fraction"):
-        BidirectionalCopyPaste(box_fraction=0.0)
 
 
 def test_unlabeled_batch_size_keeps_an_iteration_at_one_and_a_half_supervised_ones() -> None:

@@ -1,13 +1,14 @@
 # Copyright (c) condseg-monai contributors
 # Licensed under the Apache License, Version 2.0
-"""UnlabeledCutMix: CutMix between unlabeled images with their pseudo-label logits mixed by the same boxes."""
+"""The semi-supervised batch mixing: BidirectionalCopyPaste (labeled with unlabeled) and UnlabeledCutMix (unlabeled
+images among themselves, their pseudo-label logits mixed by the same boxes)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from condseg_monai.transforms import UnlabeledCutMix
+from condseg_monai.transforms import BidirectionalCopyPaste, UnlabeledCutMix
 
 
 def _batch(n: int, size: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
@@ -70,3 +71,26 @@ def test_bad_arguments_and_shapes() -> None:
     images, logits = _batch(3)
     with pytest.raises(ValueError, match="same batch and spatial sizes"):
         UnlabeledCutMix()(images, logits[:2])
+
+
+def test_bidirectional_copy_paste_mixing() -> None:
+    labeled = torch.ones(1, 3, 6, 6)
+    label = torch.ones(1, 1, 6, 6)
+    unlabeled = torch.zeros(2, 3, 6, 6)
+    bcp = BidirectionalCopyPaste(box_fraction=0.5).set_random_state(0)
+    mixed, target, region = bcp(labeled, label, unlabeled)
+    assert mixed.shape == (4, 3, 6, 6) and target.shape == (4, 1, 6, 6) and region.shape == (4, 1, 6, 6)
+    box = bcp.boxes(2, (6, 6))
+    assert box.sum(dim=(1, 2, 3)).tolist() == [9.0, 9.0]  # 3x3 boxes
+    # inward: the labeled box pasted into the unlabeled image; outward: the unlabeled box into the labeled image
+    torch.testing.assert_close(mixed[:2], box.expand(-1, 3, -1, -1))
+    torch.testing.assert_close(mixed[2:], 1 - box.expand(-1, 3, -1, -1))
+    # region = where the pixel comes from the labeled image; the ground truth is aligned with the mixed images
+    torch.testing.assert_close(region, torch.cat([box, 1 - box]))
+    torch.testing.assert_close(target, torch.ones(4, 1, 6, 6))
+    # both unlabeled images are paired with the single labeled one, boxes are reproducible with the seed
+    again = BidirectionalCopyPaste(box_fraction=0.5).set_random_state(0)
+    again.randomize((2, (6, 6)))
+    assert (again.corners == bcp.corners).all()
+    with pytest.raises(ValueError, match="box_fraction"):
+        BidirectionalCopyPaste(box_fraction=0.0)
