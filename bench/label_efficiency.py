@@ -105,6 +105,7 @@ SEMI_SETTINGS = (
     "class_balanced_fraction",
     "background_fraction",
     "unsupervised_dice_weight",
+    "unsupervised_weight",
     "cutmix",
 )
 
@@ -421,6 +422,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--unsupervised-dice-weight", type=float, default=None, help="semi arms: the bundle's unsupervised_dice_weight"
     )
     parser.add_argument(
+        "--unsupervised-weight", type=float, default=None, help="semi arms but the control: unsupervised_weight"
+    )
+    parser.add_argument(
         "--cutmix", action="store_const", const=True, default=None, help="semi arms: the bundle's cutmix true"
     )
     parser.add_argument("--severities", type=int, nargs="+", default=[2], help="corruption severities (1..3)")
@@ -457,6 +461,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--background-fraction must be in (0, 1], got {args.background_fraction}.")
     if args.unsupervised_dice_weight is not None and args.unsupervised_dice_weight < 0:
         parser.error(f"--unsupervised-dice-weight must be >= 0, got {args.unsupervised_dice_weight}.")
+    if args.unsupervised_weight is not None and args.unsupervised_weight < 0:
+        parser.error(f"--unsupervised-weight must be >= 0, got {args.unsupervised_weight}.")
     if not all(0 < f < 1 for f in args.fractions):
         parser.error(f"--fractions must be in (0, 1), got {args.fractions}.")
     try:

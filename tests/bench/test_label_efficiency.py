@@ -35,7 +35,7 @@ def test_semi_settings_reach_only_the_semi_supervised_arms() -> None:
     args = argparse.Namespace(
         steps=400, stage1_steps=200, eval_every=50, size=64, batch_size=8, feature_size=32, unlabeled_batch_size=3,
         confidence_threshold=0.8, class_balanced_fraction=0.5, background_fraction=0.25, negatives_per_batch=2,
-        unsupervised_dice_weight=0.0, cutmix=True,
+        unsupervised_dice_weight=0.0, cutmix=True, unsupervised_weight=3.0,
     )  # fmt: skip
     for arm in le.ARMS:
         overrides = le.arm_spec(arm, "basic_unet", 0, args).overrides
@@ -46,6 +46,9 @@ def test_semi_settings_reach_only_the_semi_supervised_arms() -> None:
         assert overrides.get("unsupervised_dice_weight") == (0.0 if semi else None), arm
         assert overrides.get("confidence_threshold") == (0.8 if semi else None), arm
         assert overrides.get("cutmix") == (True if semi else None), arm
+        # the control keeps its unlabeled loss off whatever the semi arms' weight
+        control = arm.removesuffix("_neg") == "semi_off"
+        assert overrides.get("unsupervised_weight") == (0.0 if control else 3.0 if semi else None), arm
         assert overrides.get("negatives_per_batch") == (2 if arm.endswith("_neg") else None), arm
 
 
@@ -56,6 +59,7 @@ def test_semi_settings_reach_only_the_semi_supervised_arms() -> None:
         (["--class-balanced-fraction", "0"], "--class-balanced-fraction must be in (0, 1]"),
         (["--background-fraction", "1.5"], "--background-fraction must be in (0, 1]"),
         (["--unsupervised-dice-weight", "-1"], "--unsupervised-dice-weight must be >= 0"),
+        (["--unsupervised-weight", "-1"], "--unsupervised-weight must be >= 0"),
         (["--confidence-threshold", "0.3"], "--confidence-threshold must be in [0.5, 1]"),
         (["--arms", "sup", "--target-validation", "3"], "--target-validation needs --target"),
     ],
