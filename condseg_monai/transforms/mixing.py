@@ -9,12 +9,28 @@ used by :class:`~condseg_monai.engines.SemiSupervisedTrainer` with ``bcp=True`` 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 from monai.transforms import Randomizable
 from monai.utils import get_seed
 
 __all__ = ["BidirectionalCopyPaste", "UnlabeledCutMix"]
+
+Box = tuple[int, int, int, int]  # (top, left, height, width)
+
+
+def _box_masks(
+    n: int, boxes: Sequence[Box | None], spatial: tuple[int, int], device: torch.device | str | None = None
+) -> torch.Tensor:
+    """Masks ``(n, 1, H, W)``, 1 inside the box of each of the first ``n`` images (``None``: no box)."""
+    masks = torch.zeros((n, 1, *spatial), device=device)
+    for i, box in enumerate(boxes[:n]):
+        if box is not None:
+            top, left, h, w = box
+            masks[i, :, top : top + h, left : left + w] = 1.0
+    return masks
 
 
 class BidirectionalCopyPaste(Randomizable):
@@ -61,10 +77,7 @@ class BidirectionalCopyPaste(Randomizable):
     def boxes(self, n: int, spatial: tuple[int, int], device: torch.device | str | None = None) -> torch.Tensor:
         """Box masks ``(n, 1, H, W)`` (1 inside) at the last drawn corners."""
         h, w = self.box_size(spatial)
-        masks = torch.zeros((n, 1, *spatial), device=device)
-        for i, (top, left) in enumerate(self.corners[:n]):
-            masks[i, :, top : top + h, left : left + w] = 1.0
-        return masks
+        return _box_masks(n, [(int(top), int(left), h, w) for top, left in self.corners[:n]], spatial, device)
 
     def __call__(
         self, labeled: torch.Tensor, label: torch.Tensor, unlabeled: torch.Tensor, randomize: bool = True
@@ -139,7 +152,7 @@ class UnlabeledCutMix(Randomizable):
         self.area_range = (float(area_range[0]), float(area_range[1]))
         self.aspect_range = (float(aspect_range[0]), float(aspect_range[1]))
         self.shift = 0
-        self.boxes: list[tuple[int, int, int, int] | None] = []  # (top, left, height, width) per image
+        self.boxes: list[Box | None] = []
         # a standalone instance would otherwise share MONAI's class-level RandomState (see illumination.py)
         if get_seed() is not None:
             self.set_random_state(seed=get_seed())
@@ -160,12 +173,7 @@ class UnlabeledCutMix(Randomizable):
 
     def masks(self, n: int, spatial: tuple[int, int], device: torch.device | str | None = None) -> torch.Tensor:
         """The last drawn boxes as masks ``(n, 1, H, W)`` (1 where the pixel comes from the source image)."""
-        masks = torch.zeros((n, 1, *spatial), device=device)
-        for i, box in enumerate(self.boxes[:n]):
-            if box is not None:
-                top, left, h, w = box
-                masks[i, :, top : top + h, left : left + w] = 1.0
-        return masks
+        return _box_masks(n, self.boxes, spatial, device)
 
     def __call__(
         self, images: torch.Tensor, logits: torch.Tensor, randomize: bool = True
@@ -194,8 +202,6 @@ class UnlabeledCutMix(Randomizable):
             self.randomize((n, spatial))
         elif len(self.boxes) != n:
             raise ValueError(f"randomize=False needs boxes drawn for {n} images, got {len(self.boxes)}.")
-        box = self.masks(n, spatial, device=images.device)
+        inside = self.masks(n, spatial, device=images.device).bool()
         source = (torch.arange(n, device=images.device) + self.shift) % n
-        mixed = box.to(images.dtype) * images[source] + (1 - box.to(images.dtype)) * images
-        mixed_logits = torch.where(box.bool(), logits[source], logits)
-        return mixed, mixed_logits
+        return torch.where(inside, images[source], images), torch.where(inside, logits[source], logits)
