@@ -110,26 +110,32 @@ def _recording_pseudo_label_loss(calls: list[tuple]) -> ConfidentPseudoLabelLoss
     return loss
 
 
-def test_condseg_student_with_bcp() -> None:
-    torch.manual_seed(0)
-    net = ConDSeg(feature_size=16, num_heads=2)
+def _mixing_trainer(
+    net: torch.nn.Module, loss: torch.nn.Module, unlabeled: DataLoader, calls: list[tuple], **mixing
+) -> SemiSupervisedTrainer:
+    """A one-iteration mean-teacher trainer (EMA teacher attached) whose pseudo-label loss records into ``calls``."""
     ema = EMAHandler(net, momentum=0.1, handle_buffers="update")
-    calls: list[tuple] = []
-    unsup = _recording_pseudo_label_loss(calls)
     trainer = SemiSupervisedTrainer(
         "cpu",
         1,
         _labeled(2),
         net,
         torch.optim.Adam(net.parameters(), 1e-3),
-        ConDSegLoss(),
-        _unlabeled(2),
-        unsup,
+        loss,
+        unlabeled,
+        _recording_pseudo_label_loss(calls),
         RandIlluminationContrastAugment(),
         teacher=ema.ema_model,
-        bcp=True,
+        **mixing,
     )
     ema.attach(trainer)
+    return trainer
+
+
+def test_condseg_student_with_bcp() -> None:
+    torch.manual_seed(0)
+    calls: list[tuple] = []
+    trainer = _mixing_trainer(ConDSeg(feature_size=16, num_heads=2), ConDSegLoss(), _unlabeled(2), calls, bcp=True)
     outputs = _record_outputs(trainer)
     trainer.run()
     # the student sees the 2 x B_u mixed images; its stacked (B, 4, C, H, W) output meets the teacher's mask logits
@@ -140,35 +146,22 @@ def test_condseg_student_with_bcp() -> None:
 
 
 class _RecordingCutMix(UnlabeledCutMix):
-    calls: list[tuple[torch.Tensor, ...]]
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.calls: list[tuple[torch.Tensor, ...]] = []
 
     def __call__(self, images, logits, randomize=True):
         mixed, mixed_logits = super().__call__(images, logits, randomize)
-        self.calls = [*getattr(self, "calls", []), (images, logits, mixed, mixed_logits)]
+        self.calls.append((images, logits, mixed, mixed_logits))
         return mixed, mixed_logits
 
 
 def test_cutmix_mixes_the_strong_views_and_the_teacher_logits_alike() -> None:
     torch.manual_seed(0)
     net = BasicUNet(spatial_dims=2, in_channels=3, out_channels=1, features=(4, 4, 8, 8, 16, 4))
-    ema = EMAHandler(net, momentum=0.1, handle_buffers="update")
     seen: list[tuple] = []
-    unsup = _recording_pseudo_label_loss(seen)
     cutmix = _RecordingCutMix(prob=1.0).set_random_state(0)
-    trainer = SemiSupervisedTrainer(
-        "cpu",
-        1,
-        _labeled(2),
-        net,
-        torch.optim.Adam(net.parameters(), 1e-3),
-        DiceBCELoss(),
-        _unlabeled(3, batch_size=3),
-        unsup,
-        RandIlluminationContrastAugment(),
-        teacher=ema.ema_model,
-        cutmix=cutmix,
-    )
-    ema.attach(trainer)
+    trainer = _mixing_trainer(net, DiceBCELoss(), _unlabeled(3, batch_size=3), seen, cutmix=cutmix)
     trainer.run()
     assert len(cutmix.calls) == 1 and len(seen) == 1
     strong, teacher_logits, mixed, mixed_logits = cutmix.calls[0]
