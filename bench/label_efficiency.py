@@ -107,6 +107,7 @@ SEMI_SETTINGS = (
     "unsupervised_dice_weight",
     "unsupervised_weight",
     "cutmix",
+    "ema_decay",
 )
 
 
@@ -427,6 +428,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--cutmix", action="store_const", const=True, default=None, help="semi arms: the bundle's cutmix true"
     )
+    parser.add_argument(
+        "--ema-decay", type=float, default=None, help="semi arms and the control: the teacher's ema_decay"
+    )
     parser.add_argument("--severities", type=int, nargs="+", default=[2], help="corruption severities (1..3)")
     parser.add_argument("--unlabeled-dir", type=Path, nargs="*", default=[], help="more unlabeled images (flat)")
     parser.add_argument("--negatives-dir", type=Path, default=None, help="polyp-free frames (DIR/images) unlabeled")
@@ -463,6 +467,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--unsupervised-dice-weight must be >= 0, got {args.unsupervised_dice_weight}.")
     if args.unsupervised_weight is not None and args.unsupervised_weight < 0:
         parser.error(f"--unsupervised-weight must be >= 0, got {args.unsupervised_weight}.")
+    if args.ema_decay is not None and not 0 < args.ema_decay < 1:
+        parser.error(f"--ema-decay must be in (0, 1), got {args.ema_decay}.")
     if not all(0 < f < 1 for f in args.fractions):
         parser.error(f"--fractions must be in (0, 1), got {args.fractions}.")
     try:

@@ -35,7 +35,7 @@ def test_semi_settings_reach_only_the_semi_supervised_arms() -> None:
     args = argparse.Namespace(
         steps=400, stage1_steps=200, eval_every=50, size=64, batch_size=8, feature_size=32, unlabeled_batch_size=3,
         confidence_threshold=0.8, class_balanced_fraction=0.5, background_fraction=0.25, negatives_per_batch=2,
-        unsupervised_dice_weight=0.0, cutmix=True, unsupervised_weight=3.0,
+        unsupervised_dice_weight=0.0, cutmix=True, unsupervised_weight=3.0, ema_decay=0.999,
     )  # fmt: skip
     for arm in le.ARMS:
         overrides = le.arm_spec(arm, "basic_unet", 0, args).overrides
@@ -46,6 +46,7 @@ def test_semi_settings_reach_only_the_semi_supervised_arms() -> None:
         assert overrides.get("unsupervised_dice_weight") == (0.0 if semi else None), arm
         assert overrides.get("confidence_threshold") == (0.8 if semi else None), arm
         assert overrides.get("cutmix") == (True if semi else None), arm
+        assert overrides.get("ema_decay") == (0.999 if semi else None), arm  # the control shares the teacher
         # the control keeps its unlabeled loss off whatever the semi arms' weight
         control = arm.removesuffix("_neg") == "semi_off"
         assert overrides.get("unsupervised_weight") == (0.0 if control else 3.0 if semi else None), arm
@@ -61,6 +62,7 @@ def test_semi_settings_reach_only_the_semi_supervised_arms() -> None:
         (["--unsupervised-dice-weight", "-1"], "--unsupervised-dice-weight must be >= 0"),
         (["--unsupervised-weight", "-1"], "--unsupervised-weight must be >= 0"),
         (["--confidence-threshold", "0.3"], "--confidence-threshold must be in [0.5, 1]"),
+        (["--ema-decay", "1"], "--ema-decay must be in (0, 1)"),
         (["--arms", "sup", "--target-validation", "3"], "--target-validation needs --target"),
     ],
 )
