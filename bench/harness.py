@@ -539,15 +539,24 @@ def count_parameters(ckpt: Path) -> int:
     return sum(v.numel() for k, v in state.items() if not k.endswith(skip))
 
 
-def cpu_name() -> str:
-    """The CPU model name (``/proc/cpuinfo``), else what ``platform`` knows."""
+def cpu_name(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """The CPU model: ``/proc/cpuinfo``'s model name with its family and model numbers (a cloud vCPU's name can be
+    as bare as "AMD EPYC", shared by generations whose kernels scale differently with the batch) and whether it has
+    AVX-512, e.g. ``AMD EPYC (family 25, model 17, avx512)``; else what ``platform`` knows."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        first = cpuinfo.read_text().split("\n\n", 1)[0]  # the first processor's block
     except OSError:
-        pass
-    return platform.processor() or platform.machine()
+        first = ""
+    fields = dict(line.split(":", 1) for line in first.splitlines() if ":" in line)
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    if "model name" not in fields:
+        return platform.processor() or platform.machine()
+    details = []
+    if "cpu family" in fields and "model" in fields:
+        details = [f"family {fields['cpu family']}", f"model {fields['model']}"]
+    if "avx512f" in fields.get("flags", "").split():
+        details.append("avx512")
+    return f"{fields['model name']} ({', '.join(details)})" if details else fields["model name"]
 
 
 def environment() -> dict[str, Any]:

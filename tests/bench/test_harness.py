@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import platform
 import sys
 from pathlib import Path
 
@@ -165,16 +166,20 @@ def test_pooled_detection_is_the_bundles_summary_of_the_frames_of_several_report
     assert got["mean_polyp_free_area"] == pytest.approx(0.2)
 
 
-def test_environment_names_the_cpu_model() -> None:
+def test_environment_names_the_cpu_model(tmp_path: Path) -> None:
     # the cost ratios of bench/semi_cost.py differ between CPU models, so results must say which one ran them
     env = harness.environment()
     assert env["cpu"] == harness.cpu_name() and env["cpu"]
-    cpuinfo = Path("/proc/cpuinfo")
-    lines = cpuinfo.read_text().splitlines() if cpuinfo.is_file() else []
-    names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
-    if not names:
-        pytest.skip("no 'model name' in /proc/cpuinfo on this machine")
-    assert env["cpu"] == names[0]
+    # a bare cloud name ("AMD EPYC") is told apart by its family and model numbers and AVX-512
+    block = "processor\t: {}\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 17\nmodel name\t: AMD EPYC\n"
+    info = tmp_path / "cpuinfo"
+    info.write_text(block.format(0) + "flags\t\t: fpu avx2 avx512f\n\n" + block.format(1) + "flags\t\t: fpu\n")
+    assert harness.cpu_name(info) == "AMD EPYC (family 25, model 17, avx512)"
+    info.write_text(block.format(0).replace("cpu family\t: 25\n", "") + "flags\t\t: fpu avx2\n")
+    assert harness.cpu_name(info) == "AMD EPYC"
+    info.write_text("processor\t: 0\n")  # no model name: what platform knows
+    assert harness.cpu_name(info) == (platform.processor() or platform.machine())
+    assert harness.cpu_name(tmp_path / "missing") == (platform.processor() or platform.machine())
 
 
 def test_name_value_options_are_checked(tmp_path: Path) -> None:
