@@ -492,6 +492,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"--cross {trained_on[0]} is the --known-negatives folder; its frames not trained on are evaluated "
                 f"as '{HELDOUT_NEGATIVES}' already."
             )
+    if args.negatives_dir is not None:
+        if not (args.negatives_dir / "images").is_dir():
+            parser.error(f"--negatives-dir '{args.negatives_dir}' has no images/ folder.")
+        pooled = {p.resolve() for p in _frames(args.negatives_dir)}
+        for name, folder in cross.items():  # false alarms on frames of the unlabeled pool would not be held out
+            if any(p.resolve() in pooled for p in _frames(folder)):
+                parser.error(
+                    f"--cross {name} shares frames with --negatives-dir: evaluate the polyp-free frames left out of "
+                    "the unlabeled pool (split the folder first: docs/benchmarks.md, 'A pool that is mostly "
+                    "polyp-free')."
+                )
     if args.presize:  # the runs read small copies: the same resized images, without decoding the originals each time
         folders = {
             "data": args.data,

@@ -273,6 +273,27 @@ def test_known_negatives_train_the_neg_arms_and_the_rest_is_evaluated(
         assert message in capsys.readouterr().err
 
 
+def test_a_cross_set_sharing_frames_with_the_unlabeled_pool_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # --negatives-dir puts polyp-free frames in the unlabeled pool; false alarms must be read on other frames
+    free = _polyp_free_folder(tmp_path / "free", 4)
+    pool, held = tmp_path / "pool", tmp_path / "held"
+    for folder, frames in ((pool, range(1, 4)), (held, [4])):
+        (folder / "images").mkdir(parents=True)
+        for i in frames:
+            (folder / "images" / f"{i}.jpg").symlink_to(free / "images" / f"{i}.jpg")
+    other = _polyp_free_folder(tmp_path / "other", 4)  # a bad --known-negatives-count: the next check to fail
+    base = ["--data", str(tmp_path), "--out", str(tmp_path / "le"), "--arms", "semi", "--negatives-dir", str(pool)]
+    base += ["--known-negatives", str(other), "--known-negatives-count", "9"]
+    for cross, shared in ((f"free={free}", True), (f"pool={pool}", True), (f"held={held}", False)):
+        with pytest.raises(SystemExit):
+            le.main([*base, "--cross", cross])
+        err = capsys.readouterr().err
+        assert ("shares frames with --negatives-dir" in err) == shared, cross
+        assert ("in 1..3" in err) == (not shared), cross
+
+
 def _write_eval(folder: Path, frames: list[tuple[bool, float, float]], iou: float | None) -> None:
     """A bundle ``evaluating`` report of ``frames`` = (has_polyp, detection score, predicted area) at threshold 0.5."""
     folder.mkdir(parents=True)
